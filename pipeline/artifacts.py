@@ -1,0 +1,171 @@
+"""Atomic file outputs: datasets (.npz), JSON metrics, CSV tables, PNG grids and checkpoints.
+
+Every writer goes through `atomic_path`: the content lands in a temporary file in the target folder
+and is moved into place with `os.replace`, so a crash never leaves a half-written output behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import PipelineError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success it replaces `path`, on error it vanishes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def save_split(path: str | Path, images: np.ndarray, labels: np.ndarray, **extra: np.ndarray) -> None:
+    """One split as `.npz`: images (N, H, W, C) uint8, labels (N,) int64, plus optional columns."""
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise ValueError(f"images must be (N, H, W, C) uint8, got {images.shape} {images.dtype}")
+    if labels.shape != (len(images),):
+        raise ValueError(f"labels must be ({len(images)},), got {labels.shape}")
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, images=images, labels=labels.astype(np.int64), **extra)
+
+
+def load_split(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a split written by `save_split` (never unpickles: allow_pickle=False)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: not found; run the stage that writes it (`dvc repro`)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            images, labels = z["images"], z["labels"]
+    except (KeyError, ValueError, OSError) as e:
+        raise PipelineError(f"{path}: not a valid split file ({e}); rerun `dvc repro`") from None
+    if images.dtype != np.uint8 or images.ndim != 4 or labels.shape != (len(images),):
+        raise PipelineError(
+            f"{path}: expected images (N, H, W, C) uint8 and labels (N,), got "
+            f"{images.shape} {images.dtype} and {labels.shape}; rerun `dvc repro`"
+        )
+    return images, labels.astype(np.int64)
+
+
+def save_json(path: str | Path, obj: Mapping[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
+
+
+def save_csv(path: str | Path, frame: Any) -> None:
+    """Write a pandas DataFrame without its index."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def save_png(path: str | Path, image: np.ndarray) -> None:
+    """(H, W) or (H, W, C) uint8 -> PNG."""
+    from PIL import Image
+
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
+
+
+def image_grid(rows: list[np.ndarray], *, pad: int = 1, scale: int = 1) -> np.ndarray:
+    """Tile rows of images, each row (n, H, W, C) uint8, into one (H', W', C) uint8 picture.
+
+    Short rows are padded with blank tiles; `scale` enlarges tiny images (8x8 digits) for people.
+    """
+    n_cols = max((len(r) for r in rows), default=0)
+    if n_cols == 0:
+        raise ValueError("image_grid needs at least one image")
+    h, w, c = next(r for r in rows if len(r)).shape[1:]
+    grid = np.full(
+        (len(rows) * (h + pad) + pad, n_cols * (w + pad) + pad, c), 255, dtype=np.uint8
+    )
+    for i, row in enumerate(rows):
+        for j, img in enumerate(row):
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            grid[y : y + h, x : x + w] = img
+    if scale > 1:
+        grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
+    return grid
+
+
+def grid_scale(image_size: int, *, target: int = 48) -> int:
+    """Integer upscaling so that each tile is at least ~`target` pixels wide."""
+    return max(1, math.ceil(target / image_size))
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> None:
+    """Save tensors + plain Python values (loadable with `torch.load(weights_only=True)`)."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(dict(payload), tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint safely: weights_only=True never runs code from the file."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: checkpoint not found; run `dvc repro train_gan`")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is the same user problem
+        raise PipelineError(
+            f"{path}: not a loadable checkpoint ({type(e).__name__}); rerun `dvc repro train_gan`"
+        ) from None
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder next to `path`; on success it replaces `path` as a whole."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,33 @@
+"""How many synthetic images each class needs: a pure function of class counts and the target."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from pipeline.errors import PipelineError
+
+
+def balance_plan(
+    counts: Mapping[int, int], *, target: str = "majority", count: int = 0, ratio: float = 1.0
+) -> dict[int, int]:
+    """Synthetic images to add per class so every class reaches the target; never negative.
+
+    majority: up to max(counts).  count: up to `count`.  ratio: up to ceil(ratio * max(counts)).
+    >>> balance_plan({0: 100, 1: 30, 2: 5})
+    {0: 0, 1: 70, 2: 95}
+    >>> balance_plan({0: 100, 1: 30}, target="ratio", ratio=0.5)
+    {0: 0, 1: 20}
+    """
+    if not counts:
+        raise PipelineError("balance_plan: no classes to balance (the training split is empty)")
+    majority = max(counts.values())
+    goals = {
+        "majority": majority,
+        "count": count,
+        "ratio": math.ceil(ratio * majority - 1e-9),
+    }
+    if target not in goals:
+        raise PipelineError(f"generate.target: {target!r} is not one of {', '.join(goals)}")
+    goal = goals[target]
+    return {c: max(0, goal - n) for c, n in counts.items()}

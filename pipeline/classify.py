@@ -1,0 +1,59 @@
+"""Train and apply the downstream classifier: the same model, budget and seed for every variant."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.config import EvaluateConfig
+from pipeline.gan.train import LogFn, to_unit
+from pipeline.models import SmallCNN
+
+
+def train_classifier(
+    images: np.ndarray, labels: np.ndarray, cfg: EvaluateConfig, *, n_classes: int, seed: int,
+    device: torch.device, log: LogFn = lambda metrics, step: None,
+) -> nn.Module:
+    """AdamW + cosine decay for exactly `cfg.steps` minibatches, reshuffling every epoch."""
+    torch.manual_seed(seed)  # same seed -> same initial weights for every variant
+    gen = torch.Generator(device=device).manual_seed(seed)
+    data = torch.from_numpy(images).to(device)  # uint8 (N, H, W, C), resident on the device
+    targets = torch.from_numpy(labels).to(device)
+    model = SmallCNN(
+        channels=images.shape[3], n_classes=n_classes, image_size=images.shape[1], width=cfg.width
+    ).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
+    model.train()
+    order, pos, running = torch.randperm(len(data), device=device, generator=gen), 0, 0.0
+    batch = min(cfg.batch_size, len(data))
+    for step in range(1, cfg.steps + 1):
+        if pos + batch > len(order):
+            order, pos = torch.randperm(len(data), device=device, generator=gen), 0
+        idx = order[pos : pos + batch]
+        pos += batch
+        loss = F.cross_entropy(model(to_unit(data[idx])), targets[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        running += loss.detach()
+        if step % 100 == 0 or step == cfg.steps:
+            log({"train_loss": float(running) / (100 if step % 100 == 0 else step % 100)}, step)
+            running = 0.0
+    return model.eval()
+
+
+@torch.no_grad()
+def predict_proba(
+    model: nn.Module, images: np.ndarray, *, device: torch.device, batch_size: int = 1024
+) -> np.ndarray:
+    """Class probabilities (N, K) for uint8 images (N, H, W, C)."""
+    model.eval()
+    out = [
+        F.softmax(model(to_unit(torch.from_numpy(images[i : i + batch_size]).to(device))), dim=1)
+        for i in range(0, len(images), batch_size)
+    ]
+    return torch.cat(out).float().cpu().numpy()

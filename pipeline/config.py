@@ -1,0 +1,233 @@
+"""params.yaml -> one frozen, typed config object.
+
+This is the only module that reads params.yaml. Unknown keys, wrong types and out-of-range values
+raise `PipelineError` naming the key, before any stage does work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from pipeline.errors import PipelineError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: Literal["digits"] = "digits"  # where images come from; `digits` ships inside scikit-learn
+    path: str | None = None  # input file or folder for sources that read one
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    image_size: int = 8  # every image is resized to image_size x image_size
+    channels: Literal[1, 3] = 1  # 1 = grayscale, 3 = RGB
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    # How the *training* split is made imbalanced (val and test are never touched):
+    #   none       keep everything
+    #   long_tail  class k (of K) keeps min_fraction ** (k / (K - 1)) of its images:
+    #              class 0 keeps all, the last class keeps min_fraction
+    #   fractions  class c keeps keep_fractions[c]; classes not listed keep all
+    imbalance: Literal["none", "long_tail", "fractions"] = "long_tail"
+    min_fraction: float = 0.08
+    keep_fractions: dict[int, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check(4 <= self.image_size <= 256, "prepare.image_size", "must be between 4 and 256")
+        _check(0 < self.val_fraction < 0.5, "prepare.val_fraction", "must be in (0, 0.5)")
+        _check(0 < self.test_fraction < 0.5, "prepare.test_fraction", "must be in (0, 0.5)")
+        _check(0 < self.min_fraction <= 1, "prepare.min_fraction", "must be in (0, 1]")
+        for c, f in self.keep_fractions.items():
+            _check(0 < f <= 1, f"prepare.keep_fractions.{c}", "must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class TrainGanConfig:
+    arch: Literal["dcgan", "mlp"] = "dcgan"
+    loss: Literal["bce", "hinge"] = "hinge"
+    latent_dim: int = 64
+    width: int = 64  # channels of the widest conv layer / hidden units scale
+    steps: int = 3000  # discriminator+generator updates
+    batch_size: int = 64
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    spectral_norm: bool = True  # on every discriminator layer
+    diffaugment: list[Literal["translation", "cutout", "color"]] = field(default_factory=list)
+    ema_decay: float = 0.999  # generator weights used for sampling are an EMA of training weights
+    log_every: int = 50
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for key in ("latent_dim", "width", "steps", "batch_size", "log_every"):
+            _check(getattr(self, key) > 0, f"train_gan.{key}", "must be > 0")
+        _check(self.lr_g > 0 and self.lr_d > 0, "train_gan.lr_g/lr_d", "must be > 0")
+        _check(all(0 <= b < 1 for b in self.betas), "train_gan.betas", "each must be in [0, 1)")
+        _check(0 <= self.ema_decay < 1, "train_gan.ema_decay", "must be in [0, 1)")
+        _check(self.device in DEVICES, "train_gan.device", f"must be one of {', '.join(DEVICES)}")
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    # Balance target per class:
+    #   majority  every class up to the largest class's count
+    #   count     every class up to `count` images
+    #   ratio     every class up to ratio * the largest class's count
+    target: Literal["majority", "count", "ratio"] = "majority"
+    count: int = 0
+    ratio: float = 1.0
+    batch_size: int = 512
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.target == "count":
+            _check(self.count > 0, "generate.count", "must be > 0 when generate.target is count")
+        _check(self.ratio > 0, "generate.ratio", "must be > 0")
+        _check(self.batch_size > 0, "generate.batch_size", "must be > 0")
+        _check(self.device in DEVICES, "generate.device", f"must be one of {', '.join(DEVICES)}")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    variants: list[Literal["real", "gan"]] = field(default_factory=lambda: ["real", "gan"])
+    steps: int = 1500  # optimizer steps per variant: the same budget whatever the training set size
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    width: int = 32
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check(len(self.variants) > 0, "evaluate.variants", "must list at least one variant")
+        _check(len(set(self.variants)) == len(self.variants), "evaluate.variants", "has duplicates")
+        for key in ("steps", "batch_size", "width"):
+            _check(getattr(self, key) > 0, f"evaluate.{key}", "must be > 0")
+        _check(self.lr > 0, "evaluate.lr", "must be > 0")
+        _check(self.device in DEVICES, "evaluate.device", f"must be one of {', '.join(DEVICES)}")
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    train_gan: TrainGanConfig = field(default_factory=TrainGanConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    digest: str = ""  # sha256 of the params file; groups the MLflow runs of one pipeline execution
+
+
+def load_config(path: str | Path = "params.yaml") -> Config:
+    """Read and validate a params file. Raises PipelineError naming the offending key."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: params file not found; run from the project root")
+    raw = path.read_bytes()
+    try:
+        data = yaml.safe_load(raw) or {}
+    except yaml.YAMLError as e:
+        raise PipelineError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise PipelineError(f"{path}: must be a mapping of sections (seed, data, prepare, ...)")
+    data.pop("digest", None)
+    cfg = parse_config(data, source=str(path))
+    return dataclasses.replace(cfg, digest=hashlib.sha256(raw).hexdigest())
+
+
+def parse_config(data: dict[str, Any], *, source: str = "params.yaml") -> Config:
+    try:
+        return _build(Config, data, prefix="")
+    except PipelineError as e:
+        raise PipelineError(f"{source}: {e}") from None
+
+
+def as_flat_dict(section: Any, prefix: str = "") -> dict[str, Any]:
+    """A config section as flat `key.sub: value` pairs (for MLflow params)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            out.update(as_flat_dict(value, prefix=key + "."))
+        elif isinstance(value, (list, tuple, dict)):
+            out[key] = ",".join(map(str, value)) if not isinstance(value, dict) else str(value)
+        else:
+            out[key] = value
+    return out
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise PipelineError(f"{key}: {message}")
+
+
+def _build(cls: type, data: Any, *, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "params"
+    if not isinstance(data, dict):
+        raise PipelineError(f"{where}: expected a mapping, got {_show(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls) if f.name != "digest"}
+    unknown = sorted(set(data) - fields, key=str)
+    if unknown:
+        raise PipelineError(
+            f"{prefix}{unknown[0]}: unknown key; allowed keys here: {', '.join(sorted(fields))}"
+        )
+    kwargs = {name: _coerce(hints[name], value, f"{prefix}{name}") for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:  # noqa: PLR0911 - one branch per type kind
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, prefix=key + ".")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, key)
+    if origin is Literal:
+        if value not in args or isinstance(value, bool) != isinstance(args[0], bool):
+            allowed = ", ".join(map(str, args))
+            raise PipelineError(f"{key}: {_show(value)} is not allowed; choose one of: {allowed}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise PipelineError(f"{key}: expected a list, got {_show(value)}")
+        return [_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise PipelineError(f"{key}: expected a list of {len(args)} values, got {_show(value)}")
+        return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise PipelineError(f"{key}: expected a mapping, got {_show(value)}")
+        return {_coerce(args[0], k, f"{key} key"): _coerce(args[1], v, f"{key}.{k}")
+                for k, v in value.items()}
+    return _scalar(tp, value, key)
+
+
+def _scalar(tp: type, value: Any, key: str) -> Any:
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        try:  # YAML 1.1 reads `2e-4` as a string; accept it as the number it obviously is
+            return float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, tp) or (tp is not bool and isinstance(value, bool)):
+        raise PipelineError(f"{key}: expected {tp.__name__}, got {_show(value)}")
+    return value
+
+
+def _show(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"

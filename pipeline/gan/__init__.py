@@ -1,0 +1,1 @@
+"""GAN training: pluggable losses and augmentations, one training loop, sampling."""

@@ -1,0 +1,41 @@
+"""The generator checkpoint handed from train_gan to generate (tensors + plain values only, so it
+loads with `torch.load(weights_only=True)`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pipeline.artifacts import load_checkpoint, save_checkpoint
+from pipeline.config import TrainGanConfig
+from pipeline.errors import PipelineError
+from pipeline.gan.train import GanState
+from pipeline.models import build_generator
+
+FORMAT = "imbalance-gan/generator/v1"
+
+
+def save_generator(path: str | Path, state: GanState, cfg: TrainGanConfig, *, seed: int) -> None:
+    """Save the EMA generator with what is needed to rebuild it."""
+    save_checkpoint(path, {
+        "format": FORMAT, "arch": cfg.arch, "model_kwargs": state.model_kwargs,
+        "state_dict": state.G_ema.state_dict(), "step": state.step,
+        "train_gan": dataclasses.asdict(cfg), "seed": seed,
+    })
+
+
+def load_generator(path: str | Path, *, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+    """(generator in eval mode on `device`, checkpoint metadata)."""
+    ckpt = load_checkpoint(path)
+    if ckpt.get("format") != FORMAT:
+        raise PipelineError(
+            f"{path}: not a generator checkpoint of this project (format {ckpt.get('format')!r}, "
+            f"expected {FORMAT!r}); rerun `dvc repro train_gan`"
+        )
+    G = build_generator(ckpt["arch"], **ckpt["model_kwargs"])
+    G.load_state_dict(ckpt.pop("state_dict"))
+    return G.to(device).eval(), ckpt

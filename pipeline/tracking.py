@@ -1,0 +1,157 @@
+"""MLflow tracking for the stages. The only module that imports mlflow.
+
+Every stage opens one run named after the stage and tagged `stage=<name>`. Runs of one pipeline
+execution hang under a parent run `pipeline-<key>` (tag `pipeline_run=<key>`), where the key
+hashes the params file and the git commit, or is `PIPELINE_RUN_ID` when set: the MLflow UI nests
+the stages under it and `tags.pipeline_run = '<key>'` filters them.
+
+Store: `MLFLOW_TRACKING_URI` when set (a team server), else the SQLite file `mlflow.db` in the
+project root with artifacts in `mlartifacts/`. Experiment: `MLFLOW_EXPERIMENT_NAME` or
+`imbalance-gan`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+DEFAULT_EXPERIMENT = "imbalance-gan"
+
+
+def tracking_uri(root: Path) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root.resolve()}/mlflow.db"
+
+
+def pipeline_key(params_digest: str, root: Path) -> str:
+    if os.environ.get("PIPELINE_RUN_ID"):
+        return os.environ["PIPELINE_RUN_ID"]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "no-git"
+    return hashlib.sha256(f"{params_digest}:{commit}".encode()).hexdigest()[:12]
+
+
+def flatten(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """Nested dict -> {'a.b.c': float}; non-numeric leaves are dropped (MLflow metrics are numbers)."""
+    out: dict[str, float] = {}
+    for k, v in metrics.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, prefix=key + "."))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and v == v:  # skip NaN
+            out[key] = float(v)
+    return out
+
+
+class StageRun:
+    """Logging handle for one MLflow run (a stage, or a variant nested in a stage)."""
+
+    def __init__(self, client: Any, run_id: str) -> None:
+        self.client, self.run_id = client, run_id
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):  # MLflow caps a batch at 100 params
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        self.log_history([(step or 0, flatten(metrics))])
+
+    def log_history(self, rows: list[tuple[int, Mapping[str, float]]]) -> None:
+        """Many (step, {name: value}) rows in a few round trips (a metric's history in the UI)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, int(step)) for step, m in rows for k, v in m.items()]
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        for k, v in tags.items():
+            self.client.set_tag(self.run_id, k, v)
+
+    def log_dataset(self, *, name: str, digest: str, source: str, context: str) -> None:
+        """Record the data a run used as an MLflow dataset input."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        dataset = Dataset(name=name, digest=digest[:36], source_type="local", source=source)
+        self.client.log_inputs(
+            self.run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", context)])]
+        )
+
+    @contextmanager
+    def child(self, name: str, tags: Mapping[str, str]) -> Iterator[StageRun]:
+        """A run nested under this one (evaluate: one per variant)."""
+        run = self.client.get_run(self.run_id)
+        yield from _run(self.client, run.info.experiment_id, name, {
+            **{k: v for k, v in run.data.tags.items() if k in ("pipeline_run",)},
+            **tags, "mlflow.parentRunId": self.run_id,
+        })
+
+
+@contextmanager
+def stage_run(stage: str, *, params_digest: str, root: str | Path = ".") -> Iterator[StageRun]:
+    """Open the MLflow run of one stage execution; marks it FAILED if the stage raises."""
+    import logging
+
+    import mlflow
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    root = Path(root)
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri(root))
+    exp_id = _experiment(client, root)
+    key = pipeline_key(params_digest, root)
+    parent = _pipeline_parent(client, exp_id, key)
+    yield from _run(client, exp_id, stage, {
+        "stage": stage, "pipeline_run": key, "mlflow.parentRunId": parent,
+        "params_digest": params_digest,
+    })
+
+
+def _run(client: Any, exp_id: str, name: str, tags: Mapping[str, str]) -> Iterator[StageRun]:
+    run = client.create_run(exp_id, run_name=name, tags=dict(tags))
+    status = "FAILED"
+    try:
+        yield StageRun(client, run.info.run_id)
+        status = "FINISHED"
+    finally:
+        client.set_terminated(run.info.run_id, status=status)
+
+
+def _experiment(client: Any, root: Path) -> str:
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if not os.environ.get("MLFLOW_TRACKING_URI"):  # local store: keep artifacts beside mlflow.db
+        location = (root.resolve() / "mlartifacts").as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def _pipeline_parent(client: Any, exp_id: str, key: str) -> str:
+    found = client.search_runs(
+        [exp_id], filter_string=f"tags.pipeline_run = '{key}' and tags.kind = 'pipeline'",
+        max_results=1,
+    )
+    if found:
+        return found[0].info.run_id
+    run = client.create_run(
+        exp_id, run_name=f"pipeline-{key}", tags={"pipeline_run": key, "kind": "pipeline"}
+    )
+    client.set_terminated(run.info.run_id, status="FINISHED")
+    return run.info.run_id

@@ -1,0 +1,37 @@
+"""DVC stage `prepare`: source dataset -> data/prepared/{train,val,test}.npz + class counts."""
+
+import argparse
+from pathlib import Path
+
+from pipeline.artifacts import atomic_dir, file_sha256, save_json, save_split
+from pipeline.cli import run_stage
+from pipeline.config import as_flat_dict, load_config
+from pipeline.data.prepare import SPLITS, prepare_dataset
+
+
+def main(args: argparse.Namespace) -> None:
+    cfg = load_config(args.params)
+    from pipeline.tracking import stage_run
+
+    with stage_run("prepare", params_digest=cfg.digest) as run:
+        run.log_params({"seed": cfg.seed, **as_flat_dict(cfg.data, "data."),
+                        **as_flat_dict(cfg.prepare, "prepare.")})
+        dataset = prepare_dataset(cfg.data, cfg.prepare, seed=cfg.seed)
+        with atomic_dir(args.out) as tmp:
+            for split in SPLITS:
+                s = dataset.splits[split]
+                save_split(tmp / f"{split}.npz", s.images, s.labels)
+        save_json(args.metrics, dataset.report)
+        run.log_metrics(dataset.report)
+        for split in SPLITS:
+            path = Path(args.out) / f"{split}.npz"
+            run.log_dataset(name=f"{cfg.data.source}-{split}", digest=file_sha256(path),
+                            source=str(path), context=split)
+        run.log_artifact(args.metrics)
+    counts = dataset.report["counts"]["train"]
+    print(f"prepare: train {dataset.report['n_images']}; train class counts {counts}")
+
+
+if __name__ == "__main__":
+    run_stage("prepare", main, {"out": "folder for {train,val,test}.npz",
+                                "metrics": "JSON file for class counts"})
