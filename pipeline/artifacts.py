@@ -37,13 +37,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def save_split(path: str | Path, images: np.ndarray, labels: np.ndarray, **extra: np.ndarray) -> None:
-    """One split as `.npz`: images (N, H, W, C) uint8, labels (N,) int64, plus optional columns."""
+    """One split as `.npz`: images (N, H, W, C) uint8, labels (N,) int64, plus optional columns.
+
+    Uncompressed: writing is I/O-bound instead of zlib-bound (100k 64x64 images: ~0.5 s, not ~20 s),
+    and the DVC cache deduplicates whole files anyway.
+    """
     if images.dtype != np.uint8 or images.ndim != 4:
         raise ValueError(f"images must be (N, H, W, C) uint8, got {images.shape} {images.dtype}")
     if labels.shape != (len(images),):
         raise ValueError(f"labels must be ({len(images)},), got {labels.shape}")
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez_compressed(f, images=images, labels=labels.astype(np.int64), **extra)
+        np.savez(f, images=images, labels=labels.astype(np.int64), **extra)
 
 
 def load_split(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

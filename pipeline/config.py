@@ -23,8 +23,25 @@ DEVICES = ("auto", "cpu", "cuda")
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: Literal["digits"] = "digits"  # where images come from; `digits` ships inside scikit-learn
-    path: str | None = None  # input file or folder for sources that read one
+    # Where images come from:
+    #   digits    scikit-learn's bundled 8x8 handwritten digits (no download)
+    #   medmnist  a MedMNIST .npz (`path`), or `name` downloaded with the medmnist package
+    #   folder    one subfolder per class (optionally under train/ val/ test/); PNG/JPEG/TIFF/BMP/DICOM
+    #   csv       a manifest with columns path,label[,patient_id][,split]; paths relative to it
+    source: Literal["digits", "medmnist", "folder", "csv"] = "digits"
+    path: str | None = None
+    name: str | None = None  # medmnist only: e.g. pneumoniamnist, when `path` is not set
+    classes: list[str] = field(default_factory=list)  # optional: class names in label order
+    workers: int = 0  # processes decoding image files (0 = one per CPU core)
+
+    def __post_init__(self) -> None:
+        if self.source in ("folder", "csv"):
+            _check(bool(self.path), "data.path", f"is required for data.source {self.source}")
+        if self.source == "medmnist":
+            _check(bool(self.path or self.name), "data.path",
+                   "is required for data.source medmnist (or set data.name to download one)")
+        _check(len(set(self.classes)) == len(self.classes), "data.classes", "has duplicates")
+        _check(self.workers >= 0, "data.workers", "must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,8 @@ class PrepareConfig:
     imbalance: Literal["none", "long_tail", "fractions"] = "long_tail"
     min_fraction: float = 0.08
     keep_fractions: dict[int, float] = field(default_factory=dict)
+    on_bad_image: Literal["fail", "skip"] = "fail"  # unreadable/truncated/empty image files
+    drop_duplicates: bool = False  # drop training images whose exact copy is in val or test
 
     def __post_init__(self) -> None:
         _check(4 <= self.image_size <= 256, "prepare.image_size", "must be between 4 and 256")
@@ -63,6 +82,7 @@ class TrainGanConfig:
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     spectral_norm: bool = True  # on every discriminator layer
+    balanced_sampling: bool = False  # draw training batches uniformly over classes, not images
     diffaugment: list[Literal["translation", "cutout", "color"]] = field(default_factory=list)
     ema_decay: float = 0.999  # generator weights used for sampling are an EMA of training weights
     log_every: int = 50

@@ -31,12 +31,11 @@ def main(args: argparse.Namespace) -> None:
             log_for=lambda v: (lambda m, step: histories[v].append((step, m))),
         )
         plots = Path(args.plots)
-        recall_rows = []
         for name, res in results.items():
             save_csv(plots / f"confusion_{name}.csv", res.confusion)
-            recall_rows += [{"variant": name, "class": c, "recall": r}
-                            for c, r in res.metrics["recall"].items()]
-        save_csv(plots / "recall.csv", pd.DataFrame(recall_rows))
+        # Wide: one row per class, one column per variant (DVC draws one series per column).
+        recall = pd.DataFrame({name: res.metrics["recall"] for name, res in results.items()})
+        save_csv(plots / "recall.csv", recall.rename_axis("class").reset_index())
         save_json(args.metrics, {name: res.metrics for name, res in results.items()})
         run.log_artifact(args.metrics)
         for name, res in results.items():

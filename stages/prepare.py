@@ -20,13 +20,14 @@ def main(args: argparse.Namespace) -> None:
         with atomic_dir(args.out) as tmp:
             for split in SPLITS:
                 s = dataset.splits[split]
-                save_split(tmp / f"{split}.npz", s.images, s.labels)
+                extra = {} if s.patient_ids is None else {"patient_ids": s.patient_ids}
+                save_split(tmp / f"{split}.npz", s.images, s.labels, **extra)
         save_json(args.metrics, dataset.report)
         run.log_metrics(dataset.report)
         for split in SPLITS:
             path = Path(args.out) / f"{split}.npz"
             run.log_dataset(name=f"{cfg.data.source}-{split}", digest=file_sha256(path),
-                            source=str(path), context=split)
+                            source=dataset.source, context=split)
         run.log_artifact(args.metrics)
     counts = dataset.report["counts"]["train"]
     print(f"prepare: train {dataset.report['n_images']}; train class counts {counts}")

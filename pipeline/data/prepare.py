@@ -1,33 +1,36 @@
-"""The prepare stage's work: source -> resized uint8 images -> stratified splits -> imbalanced train."""
+"""The prepare stage's work: source -> sized uint8 images -> splits -> checks -> imbalanced train."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from pipeline.config import DataConfig, PrepareConfig
 from pipeline.data.imbalance import keep_fractions, subsample_indices
-from pipeline.data.sources import SOURCES
-from pipeline.data.transforms import resize, to_channels
+from pipeline.data.sources import SOURCES, RawDataset
 from pipeline.errors import PipelineError
 
 SPLITS = ("train", "val", "test")
+MAX_LISTED = 20  # bad files / duplicates named in errors and reports
 
 
 @dataclass(frozen=True)
 class Split:
     images: np.ndarray  # (N, H, W, C) uint8
     labels: np.ndarray  # (N,) int64
+    patient_ids: np.ndarray | None = None  # (N,) str, where the source has them
 
 
 @dataclass(frozen=True)
 class PreparedDataset:
     splits: dict[str, Split]
     class_names: list[str]
-    report: dict[str, Any]  # class counts etc., written to metrics/prepare.json
+    report: dict[str, Any]  # class counts, bad files, duplicates: metrics/prepare.json
+    source: str = ""
 
 
 def class_counts(labels: np.ndarray, n_classes: int) -> dict[int, int]:
@@ -39,14 +42,7 @@ def stratified_split(
     labels: np.ndarray, *, val_fraction: float, test_fraction: float, seed: int
 ) -> dict[str, np.ndarray]:
     """Indices of train/val/test, each class spread over the splits in proportion."""
-    counts = np.bincount(labels)
-    smallest = int(counts[counts > 0].min())
-    if smallest < 3:
-        rare = int(np.flatnonzero(counts == smallest)[0])
-        raise PipelineError(
-            f"class {rare} has only {smallest} image(s); each class needs at least 3 to be split "
-            "into train/val/test: add images or remove the class"
-        )
+    _require_per_class(labels, 3, "images")
     idx = np.arange(len(labels))
     rest, test = train_test_split(
         idx, test_size=test_fraction, stratify=labels, random_state=seed
@@ -58,33 +54,134 @@ def stratified_split(
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
-def prepare_dataset(data: DataConfig, cfg: PrepareConfig, *, seed: int) -> PreparedDataset:
-    raw = SOURCES[data.source](data)
-    if len(raw.labels) == 0:
-        raise PipelineError(f"data.source {data.source}: the dataset is empty")
-    images = resize(to_channels(raw.images, cfg.channels), cfg.image_size)
-    n_classes = len(raw.class_names)
+def grouped_split(
+    labels: np.ndarray, groups: np.ndarray, *, val_fraction: float, test_fraction: float,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Like `stratified_split`, but no group (patient) has images in two splits.
 
-    index = stratified_split(
-        raw.labels, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=seed
-    )
+    Uses StratifiedGroupKFold: test is one fold of round(1 / test_fraction); val one fold of the
+    rest. Fractions are therefore approximate (0.15 -> 1/7 = 0.143).
+    """
+    _require_per_class(np.array([labels[groups == g][0] for g in np.unique(groups)]), 3,
+                       "patients")
+    idx = np.arange(len(labels))
+    rest, test = _one_fold(idx, labels, groups, round(1 / test_fraction), seed)
+    k_val = max(2, round((1 - test_fraction) / val_fraction))
+    train_r, val_r = _one_fold(np.arange(len(rest)), labels[rest], groups[rest], k_val, seed)
+    return {"train": np.sort(rest[train_r]), "val": np.sort(rest[val_r]), "test": np.sort(test)}
+
+
+def _one_fold(idx, labels, groups, k, seed):
+    n_groups = len(np.unique(groups))
+    if n_groups < k:
+        raise PipelineError(f"only {n_groups} patients: too few for a patient-grouped split "
+                            f"into {k} folds; add patients or lower prepare.val/test_fraction")
+    folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    keep, held = next(folds.split(idx, labels, groups))
+    return idx[keep], idx[held]
+
+
+def _require_per_class(labels: np.ndarray, minimum: int, what: str) -> None:
+    counts = np.bincount(labels)
+    present = counts[counts > 0]
+    if len(present) and present.min() < minimum:
+        rare = int(np.flatnonzero((counts > 0) & (counts == present.min()))[0])
+        raise PipelineError(
+            f"class {rare} has only {present.min()} {what}; each class needs at least {minimum} "
+            "to be split into train/val/test: add data for it or remove the class"
+        )
+
+
+def prepare_dataset(data: DataConfig, cfg: PrepareConfig, *, seed: int) -> PreparedDataset:
+    raw = _check_bad_files(SOURCES[data.source](data, cfg), cfg)
+    n_classes = len(raw.class_names)
+    if len(raw.labels) == 0:
+        raise PipelineError(f"data.source {data.source}: no images found in {raw.source}")
+    index = _split_indices(raw, cfg, seed=seed)
+    for s in SPLITS:
+        if len(index[s]) == 0:
+            raise PipelineError(f"the {s} split is empty; add images or adjust the source splits")
+    missing = sorted(set(range(n_classes)) - set(raw.labels[index["train"]].tolist()))
+    if missing:
+        raise PipelineError(f"class {raw.class_names[missing[0]]!r} has no training images; "
+                            "add some or remove the class")
+
+    hashes = image_hashes(raw.images)
+    duplicates = duplicate_report(hashes, index)
+    if cfg.drop_duplicates:
+        leaked = set(hashes[index["val"]]) | set(hashes[index["test"]])
+        index["train"] = index["train"][~np.isin(hashes[index["train"]], list(leaked))]
+
     train_before = class_counts(raw.labels[index["train"]], n_classes)
     fractions = keep_fractions(n_classes, cfg)
-    kept = subsample_indices(raw.labels[index["train"]], fractions, seed=seed)
-    index["train"] = index["train"][kept]
-
-    splits = {s: Split(images[index[s]], raw.labels[index[s]]) for s in SPLITS}
+    index["train"] = index["train"][subsample_indices(raw.labels[index["train"]], fractions,
+                                                      seed=seed)]
+    splits = {s: _take(raw, index[s]) for s in SPLITS}
     counts = {s: class_counts(splits[s].labels, n_classes) for s in SPLITS}
     train_counts = list(counts["train"].values())
     report = {
-        "source": data.source,
-        "n_classes": n_classes,
-        "class_names": raw.class_names,
-        "image_shape": list(images.shape[1:]),
+        "source": data.source, "n_classes": n_classes, "class_names": raw.class_names,
+        "image_shape": list(raw.images.shape[1:]),
+        "split_method": _split_method(raw),
         "n_images": {s: len(splits[s].labels) for s in SPLITS},
         "counts": counts,
         "train_counts_before_imbalance": train_before,
         "train_keep_fraction": {c: round(f, 4) for c, f in fractions.items()},
         "imbalance_ratio": round(max(train_counts) / max(1, min(train_counts)), 3),
+        "bad_images_skipped": {"count": len(raw.bad_files),
+                       "files": [f"{f}: {why}" for f, why in raw.bad_files[:MAX_LISTED]]},
+        "duplicates": duplicates,
     }
-    return PreparedDataset(splits, raw.class_names, report)
+    return PreparedDataset(splits, raw.class_names, report, source=raw.source)
+
+
+def image_hashes(images: np.ndarray) -> np.ndarray:
+    """Content hash of each prepared image (N,): equal hashes = pixel-identical images."""
+    return np.array([hashlib.blake2b(img.tobytes(), digest_size=16).hexdigest() for img in images])
+
+
+def duplicate_report(hashes: np.ndarray, index: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Exact duplicates within train and across splits (leakage), counted and listed by hash."""
+    train = hashes[index["train"]]
+    _, n_each = np.unique(train, return_counts=True)
+    report: dict[str, Any] = {"within_train": int((n_each - 1).sum())}
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        shared = np.intersect1d(hashes[index[a]], hashes[index[b]])
+        report[f"{a}_{b}"] = len(shared)
+        report[f"{a}_{b}_hashes"] = shared[:MAX_LISTED].tolist()
+    return report
+
+
+def _check_bad_files(raw: RawDataset, cfg: PrepareConfig) -> RawDataset:
+    if raw.bad_files and cfg.on_bad_image == "fail":
+        listed = "; ".join(f"{f} ({why})" for f, why in raw.bad_files[:MAX_LISTED])
+        more = len(raw.bad_files) - MAX_LISTED
+        raise PipelineError(
+            f"{len(raw.bad_files)} unreadable image file(s): {listed}"
+            + (f"; and {more} more" if more > 0 else "")
+            + ". Fix or remove them, or set prepare.on_bad_image: skip to leave them out"
+        )
+    return raw
+
+
+def _split_indices(raw: RawDataset, cfg: PrepareConfig, *, seed: int) -> dict[str, np.ndarray]:
+    if raw.split is not None:
+        return {s: np.flatnonzero(raw.split == s) for s in SPLITS}
+    if raw.patient_ids is not None:
+        return grouped_split(raw.labels, raw.patient_ids, val_fraction=cfg.val_fraction,
+                             test_fraction=cfg.test_fraction, seed=seed)
+    return stratified_split(raw.labels, val_fraction=cfg.val_fraction,
+                            test_fraction=cfg.test_fraction, seed=seed)
+
+
+def _split_method(raw: RawDataset) -> str:
+    if raw.split is not None:
+        return "source"
+    return "patient_grouped_stratified" if raw.patient_ids is not None else "stratified"
+
+
+def _take(raw: RawDataset, idx: np.ndarray) -> Split:
+    patients = raw.patient_ids[idx] if raw.patient_ids is not None else None
+    return Split(raw.images[idx], raw.labels[idx], patients)
+

@@ -122,9 +122,13 @@ def fit(
         device=device,
     )
     loss, augment = LOSSES[cfg.loss], list(cfg.diffaugment)
+    # Per-image sampling weights: uniform over images, or uniform over classes (minority classes
+    # then get as many generator and discriminator updates as the majority).
+    counts = torch.bincount(targets, minlength=n_classes).float()
+    weights = 1.0 / counts[targets] if cfg.balanced_sampling else torch.ones_like(targets).float()
     result, sums, start = FitResult(state), torch.zeros(4, device=device), time.perf_counter()
     for step in range(1, cfg.steps + 1):
-        idx = torch.randint(len(data), (cfg.batch_size,), device=device, generator=gen)
+        idx = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=gen)
         real, y = to_unit(data[idx]), targets[idx]
         z = torch.randn(cfg.batch_size, cfg.latent_dim, device=device, generator=gen)
         d_loss, d_real, d_fake = d_step(state, real, y, z, loss=loss, augment=augment)
