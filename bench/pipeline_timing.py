@@ -66,7 +66,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         make_copy(work, args.set)
-        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlflow.db"}
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlflow.db",
+               # dvc.yaml says `python`: make it this interpreter, venv or not
+               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
         full = timed([dvc, "repro"], work, env)
         noop = timed([dvc, "repro"], work, env)
         metrics = {s: json.loads((work / "metrics" / f"{s}.json").read_text())

@@ -11,18 +11,19 @@ from pipeline.data.prepare import SPLITS, prepare_dataset
 
 def main(args: argparse.Namespace) -> None:
     cfg = load_config(args.params)
+    # Decode first (in worker processes), then open the MLflow run: no tracking threads get forked.
+    dataset = prepare_dataset(cfg.data, cfg.prepare, seed=cfg.seed)
+    with atomic_dir(args.out) as tmp:
+        for split in SPLITS:
+            s = dataset.splits[split]
+            extra = {} if s.patient_ids is None else {"patient_ids": s.patient_ids}
+            save_split(tmp / f"{split}.npz", s.images, s.labels, **extra)
+    save_json(args.metrics, dataset.report)
     from pipeline.tracking import stage_run
 
     with stage_run("prepare", params_digest=cfg.digest) as run:
         run.log_params({"seed": cfg.seed, **as_flat_dict(cfg.data, "data."),
                         **as_flat_dict(cfg.prepare, "prepare.")})
-        dataset = prepare_dataset(cfg.data, cfg.prepare, seed=cfg.seed)
-        with atomic_dir(args.out) as tmp:
-            for split in SPLITS:
-                s = dataset.splits[split]
-                extra = {} if s.patient_ids is None else {"patient_ids": s.patient_ids}
-                save_split(tmp / f"{split}.npz", s.images, s.labels, **extra)
-        save_json(args.metrics, dataset.report)
         run.log_metrics(dataset.report)
         for split in SPLITS:
             path = Path(args.out) / f"{split}.npz"

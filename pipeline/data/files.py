@@ -48,9 +48,9 @@ def decode_many(
             images[start : start + len(block)] = block
             bad += [(start + i, why) for i, why in errs]
         return images, bad
-    # Not "fork": the parent may hold threads (MLflow, torch) that a forked child would inherit.
-    methods = mp.get_all_start_methods()
-    ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+    # fork: workers start in milliseconds and need no importable __main__. Callers decode before
+    # they start threads (the prepare stage opens its MLflow run only afterwards).
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     with ctx.Pool(workers) as pool:
         for start, (block, errs) in zip(starts, pool.imap(work, chunks)):
             images[start : start + len(block)] = block
