@@ -8,8 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.config import EvaluateConfig
-from pipeline.gan.train import LogFn, to_unit
 from pipeline.models import SmallCNN
+from pipeline.pixels import to_unit
+from pipeline import LogFn
 
 
 def train_classifier(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,6 +22,18 @@ from pipeline.errors import PipelineError
 DEVICES = ("auto", "cpu", "cuda")
 
 
+class FrozenDict(dict):
+    """A read-only, hashable dict for mapping-valued params (the config is immutable)."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items())))
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("config values are read-only")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _read_only  # type: ignore[assignment]
+
+
 @dataclass(frozen=True)
 class DataConfig:
     # Where images come from:
@@ -31,7 +44,7 @@ class DataConfig:
     source: Literal["digits", "medmnist", "folder", "csv"] = "digits"
     path: str | None = None
     name: str | None = None  # medmnist only: e.g. pneumoniamnist, when `path` is not set
-    classes: list[str] = field(default_factory=list)  # optional: class names in label order
+    classes: tuple[str, ...] = ()  # optional: class names in label order
     workers: int = 0  # processes decoding image files (0 = one per CPU core)
 
     def __post_init__(self) -> None:
@@ -57,7 +70,7 @@ class PrepareConfig:
     #   fractions  class c keeps keep_fractions[c]; classes not listed keep all
     imbalance: Literal["none", "long_tail", "fractions"] = "long_tail"
     min_fraction: float = 0.08
-    keep_fractions: dict[int, float] = field(default_factory=dict)
+    keep_fractions: FrozenDict[int, float] = field(default_factory=lambda: FrozenDict())
     on_bad_image: Literal["fail", "skip"] = "fail"  # unreadable/truncated/empty image files
     drop_duplicates: bool = False  # drop training images whose exact copy is in val or test
 
@@ -83,14 +96,15 @@ class TrainGanConfig:
     betas: tuple[float, float] = (0.5, 0.999)
     spectral_norm: bool = True  # on every discriminator layer
     balanced_sampling: bool = False  # draw training batches uniformly over classes, not images
-    diffaugment: list[Literal["translation", "cutout", "color"]] = field(default_factory=list)
+    diffaugment: tuple[Literal["translation", "cutout", "color"], ...] = ()
     ema_decay: float = 0.999  # generator weights used for sampling are an EMA of training weights
     log_every: int = 50
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        for key in ("latent_dim", "width", "steps", "batch_size", "log_every"):
+        for key in ("latent_dim", "width", "steps", "log_every"):
             _check(getattr(self, key) > 0, f"train_gan.{key}", "must be > 0")
+        _check(self.batch_size >= 2, "train_gan.batch_size", "must be >= 2 (BatchNorm needs 2)")
         _check(self.lr_g > 0 and self.lr_d > 0, "train_gan.lr_g/lr_d", "must be > 0")
         _check(all(0 <= b < 1 for b in self.betas), "train_gan.betas", "each must be in [0, 1)")
         _check(0 <= self.ema_decay < 1, "train_gan.ema_decay", "must be in [0, 1)")
@@ -119,7 +133,7 @@ class GenerateConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    variants: list[Literal["real", "gan"]] = field(default_factory=lambda: ["real", "gan"])
+    variants: tuple[Literal["real", "gan"], ...] = ("real", "gan")
     steps: int = 1500  # optimizer steps per variant: the same budget whatever the training set size
     batch_size: int = 64
     lr: float = 1e-3
@@ -130,8 +144,9 @@ class EvaluateConfig:
     def __post_init__(self) -> None:
         _check(len(self.variants) > 0, "evaluate.variants", "must list at least one variant")
         _check(len(set(self.variants)) == len(self.variants), "evaluate.variants", "has duplicates")
-        for key in ("steps", "batch_size", "width"):
+        for key in ("steps", "width"):
             _check(getattr(self, key) > 0, f"evaluate.{key}", "must be > 0")
+        _check(self.batch_size >= 2, "evaluate.batch_size", "must be >= 2 (BatchNorm needs 2)")
         _check(self.lr > 0, "evaluate.lr", "must be > 0")
         _check(self.device in DEVICES, "evaluate.device", f"must be one of {', '.join(DEVICES)}")
 
@@ -146,6 +161,9 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     digest: str = ""  # sha256 of the params file; groups the MLflow runs of one pipeline execution
 
+    def __post_init__(self) -> None:
+        _check(0 <= self.seed < 2**32, "seed", "must be in [0, 4294967295]")
+
 
 def load_config(path: str | Path = "params.yaml") -> Config:
     """Read and validate a params file. Raises PipelineError naming the offending key."""
@@ -159,7 +177,6 @@ def load_config(path: str | Path = "params.yaml") -> Config:
         raise PipelineError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise PipelineError(f"{path}: must be a mapping of sections (seed, data, prepare, ...)")
-    data.pop("digest", None)
     cfg = parse_config(data, source=str(path))
     return dataclasses.replace(cfg, digest=hashlib.sha256(raw).hexdigest())
 
@@ -216,23 +233,23 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:  # noqa: PLR0911 - one branch
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(inner, value, key)
     if origin is Literal:
-        if value not in args or isinstance(value, bool) != isinstance(args[0], bool):
+        if not any(value == a and type(value) is type(a) for a in args):
             allowed = ", ".join(map(str, args))
             raise PipelineError(f"{key}: {_show(value)} is not allowed; choose one of: {allowed}")
         return value
-    if origin is list:
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
         if not isinstance(value, list):
             raise PipelineError(f"{key}: expected a list, got {_show(value)}")
-        return [_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise PipelineError(f"{key}: expected a list of {len(args)} values, got {_show(value)}")
         return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
-    if origin is dict:
+    if origin in (dict, FrozenDict):
         if not isinstance(value, dict):
             raise PipelineError(f"{key}: expected a mapping, got {_show(value)}")
-        return {_coerce(args[0], k, f"{key} key"): _coerce(args[1], v, f"{key}.{k}")
-                for k, v in value.items()}
+        return FrozenDict({_coerce(args[0], k, f"{key} key"): _coerce(args[1], v, f"{key}.{k}")
+                           for k, v in value.items()})
     return _scalar(tp, value, key)
 
 
@@ -241,9 +258,11 @@ def _scalar(tp: type, value: Any, key: str) -> Any:
         return float(value)
     if tp is float and isinstance(value, str):
         try:  # YAML 1.1 reads `2e-4` as a string; accept it as the number it obviously is
-            return float(value)
+            value = float(value)
         except ValueError:
             pass
+    if tp is float and isinstance(value, float) and not math.isfinite(value):
+        raise PipelineError(f"{key}: must be a finite number, got {value}")
     if not isinstance(value, tp) or (tp is not bool and isinstance(value, bool)):
         raise PipelineError(f"{key}: expected {tp.__name__}, got {_show(value)}")
     return value

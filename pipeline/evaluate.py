@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline import LogFn
+from pipeline.artifacts import Split
 from pipeline.classify import predict_proba, train_classifier
 from pipeline.config import EvaluateConfig
-from pipeline.data.prepare import Split
-from pipeline.gan.train import LogFn
 from pipeline.metrics import classification_metrics, confusion_table
 
 

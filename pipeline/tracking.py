@@ -13,6 +13,7 @@ project root with artifacts in `mlartifacts/`. Experiment: `MLFLOW_EXPERIMENT_NA
 from __future__ import annotations
 
 import hashlib
+import numbers
 import os
 import subprocess
 import time
@@ -20,6 +21,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 DEFAULT_EXPERIMENT = "imbalance-gan"
 
@@ -47,8 +50,8 @@ def flatten(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
         key = f"{prefix}{k}"
         if isinstance(v, Mapping):
             out.update(flatten(v, prefix=key + "."))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool) and v == v:  # skip NaN
-            out[key] = float(v)
+        elif isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and v == v:
+            out[key] = float(v)  # NaN is skipped: MLflow shows a missing value, not a fake one
     return out
 
 

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.artifacts import load_split, save_csv, save_json
+from pipeline.artifacts import Split, load_split, save_csv, save_json
 from pipeline.cli import run_stage
 from pipeline.config import as_flat_dict, load_config
-from pipeline.data.prepare import Split
 from pipeline.device import resolve_device
 from pipeline.evaluate import evaluate_variants
 

@@ -1,5 +1,6 @@
 """Data sources, splits and the training-split imbalance used by the prepare stage."""
 
-from pipeline.data.prepare import Split, prepare_dataset
+from pipeline.artifacts import Split
+from pipeline.data.prepare import prepare_dataset
 
 __all__ = ["Split", "prepare_dataset"]

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+from sklearn.model_selection import StratifiedGroupKFold
 
+from pipeline.artifacts import Split
 from pipeline.config import DataConfig, PrepareConfig
 from pipeline.data.imbalance import keep_fractions, subsample_indices
 from pipeline.data.sources import SOURCES, RawDataset
@@ -16,13 +17,6 @@ from pipeline.errors import PipelineError
 
 SPLITS = ("train", "val", "test")
 MAX_LISTED = 20  # bad files / duplicates named in errors and reports
-
-
-@dataclass(frozen=True)
-class Split:
-    images: np.ndarray  # (N, H, W, C) uint8
-    labels: np.ndarray  # (N,) int64
-    patient_ids: np.ndarray | None = None  # (N,) str, where the source has them
 
 
 @dataclass(frozen=True)
@@ -41,17 +35,19 @@ def class_counts(labels: np.ndarray, n_classes: int) -> dict[int, int]:
 def stratified_split(
     labels: np.ndarray, *, val_fraction: float, test_fraction: float, seed: int
 ) -> dict[str, np.ndarray]:
-    """Indices of train/val/test, each class spread over the splits in proportion."""
+    """Indices of train/val/test (sorted). Per class: round(fraction * n) images, at least one, go
+    to test and to val; the rest to train. So every class with >= 3 images is in every split."""
     _require_per_class(labels, 3, "images")
-    idx = np.arange(len(labels))
-    rest, test = train_test_split(
-        idx, test_size=test_fraction, stratify=labels, random_state=seed
-    )
-    train, val = train_test_split(
-        rest, test_size=val_fraction / (1 - test_fraction), stratify=labels[rest],
-        random_state=seed,
-    )
-    return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_test = max(1, int(np.floor(test_fraction * len(idx) + 0.5)))
+        n_val = max(1, int(np.floor(val_fraction * len(idx) + 0.5)))
+        parts["test"].append(idx[:n_test])
+        parts["val"].append(idx[n_test : n_test + n_val])
+        parts["train"].append(idx[n_test + n_val :])
+    return {s: np.sort(np.concatenate(parts[s])) for s in SPLITS}
 
 
 def grouped_split(

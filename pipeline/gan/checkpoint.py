@@ -4,6 +4,7 @@ loads with `torch.load(weights_only=True)`)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +25,17 @@ def save_generator(path: str | Path, state: GanState, cfg: TrainGanConfig, *, se
     save_checkpoint(path, {
         "format": FORMAT, "arch": cfg.arch, "model_kwargs": state.model_kwargs,
         "state_dict": state.G_ema.state_dict(), "step": state.step,
-        "train_gan": dataclasses.asdict(cfg), "seed": seed,
+        "train_gan": json.loads(json.dumps(dataclasses.asdict(cfg))), "seed": seed,
     })
 
 
 def load_generator(path: str | Path, *, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     """(generator in eval mode on `device`, checkpoint metadata)."""
     ckpt = load_checkpoint(path)
-    if ckpt.get("format") != FORMAT:
+    found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+    if found != FORMAT:
         raise PipelineError(
-            f"{path}: not a generator checkpoint of this project (format {ckpt.get('format')!r}, "
+            f"{path}: not a generator checkpoint of this project (format {found!r}, "
             f"expected {FORMAT!r}); rerun `dvc repro train_gan`"
         )
     G = build_generator(ckpt["arch"], **ckpt["model_kwargs"])

@@ -17,13 +17,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline import LogFn
 from pipeline.config import TrainGanConfig
 from pipeline.errors import PipelineError
 from pipeline.gan.augment import diff_augment
 from pipeline.gan.losses import LOSSES, GanLoss
 from pipeline.models import build_discriminator, build_generator
+from pipeline.pixels import to_uint8, to_unit
 
-LogFn = Callable[[dict[str, float], int], None]
+__all__ = ["FitResult", "GanState", "LogFn", "fit", "sample", "to_uint8", "to_unit"]
 
 
 @dataclass
@@ -42,16 +44,6 @@ class FitResult:
     state: GanState
     history: list[dict[str, float]] = field(default_factory=list)  # one row per log_every steps
     seconds: float = 0.0
-
-
-def to_unit(images_u8: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, H, W, C) -> float (B, C, H, W) in [-1, 1]."""
-    return images_u8.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """float (B, C, H, W) in [-1, 1] -> uint8 (B, H, W, C)."""
-    return images.add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
 
 
 def build_state(

@@ -1,0 +1,149 @@
+"""Shared fixtures: tiny image datasets, a temporary copy of the project, an isolated MLflow store.
+
+Nothing here downloads anything or reads outside the repository: datasets are built from numpy
+arrays (or scikit-learn's bundled digits), and every file a test writes lands in `tmp_path`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+# What a stage needs to run in a copy of the project (never .venv, data/, models/ or mlflow.db).
+PROJECT_FILES = ("pipeline", "stages", "params.yaml", "dvc.yaml", "pyproject.toml", ".dvcignore",
+                 ".gitignore", ".dvc/config")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    # CI boxes have 2 cores that other jobs share: torch's default thread pool then spins against
+    # them and a 30 ms GAN step takes 800 ms. One thread keeps the suite fast and deterministic.
+    torch.set_num_threads(1)
+
+
+def make_images(
+    counts: list[int] | dict[int, int], *, size: int = 8, channels: int = 1, seed: int = 0,
+    noise: int = 30,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Easily separable uint8 images (N, size, size, channels) and int64 labels (N,).
+
+    Class c is a bright square in quadrant c % 4 on a dark, noisy background (classes 0-3 are
+    distinguishable at a glance; more classes reuse the quadrants).
+    """
+    if isinstance(counts, dict):
+        counts = [counts.get(c, 0) for c in range(max(counts) + 1)]
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(counts)), counts).astype(np.int64)
+    images = rng.integers(0, noise, (len(labels), size, size, channels)).astype(np.uint8)
+    half = size // 2
+    for i, c in enumerate(labels):
+        y0, x0 = ((c // 2) % 2) * half, (c % 2) * half
+        bright = 255 - rng.integers(0, noise, (half, half, channels))
+        images[i, y0 : y0 + half, x0 : x0 + half] = bright
+    return images, labels
+
+
+@pytest.fixture
+def make_dataset() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    return make_images
+
+
+def write_params(path: Path, **sections: dict[str, Any] | int) -> Path:
+    """The repository's params.yaml with some sections' keys overridden, written to `path`."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for name, value in sections.items():
+        if isinstance(value, dict) and isinstance(params.get(name), dict):
+            params[name].update(value)
+        else:
+            params[name] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def copy_project(dest: Path) -> Path:
+    """Copy the project's code, params and pipeline to dest (no outputs, models or MLflow store).
+
+    Files that git tracks under data/ come along: they are inputs (e.g. data/raw, the default
+    `data.path` that dvc.yaml lists as a dependency of prepare), never pipeline outputs.
+    """
+    tracked = subprocess.run(["git", "ls-files", "data"], cwd=REPO, capture_output=True,
+                             text=True).stdout.split()
+    for name in [*PROJECT_FILES, *tracked]:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """A copy of the project in tmp_path/project; its MLflow store would be tmp_path/mlflow.db."""
+    return copy_project(tmp_path / "project")
+
+
+def stage_env(store_dir: Path) -> dict[str, str]:
+    """Environment for stage and dvc subprocesses: the venv's python first, an MLflow store and
+    DVC's per-machine state in store_dir, one torch thread."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PIPELINE_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "PYTHONPATH")}
+    env.update(
+        PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+        MLFLOW_TRACKING_URI=f"sqlite:///{store_dir / 'mlflow.db'}",
+        OMP_NUM_THREADS="1",  # see _one_torch_thread
+        DVC_NO_ANALYTICS="1",
+        DVC_SITE_CACHE_DIR=str(store_dir / "dvc-site-cache"),  # not /var/tmp/dvc
+        GIT_AUTHOR_NAME="tests", GIT_AUTHOR_EMAIL="tests@example.com",
+        GIT_COMMITTER_NAME="tests", GIT_COMMITTER_EMAIL="tests@example.com",
+    )
+    return env
+
+
+def run(cmd: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 300
+        ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    """Every file below root (relative path -> content), ignoring caches."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+@pytest.fixture(scope="session")
+def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite store for the in-process tracking tests (creating its tables takes seconds);
+    tests stay apart by using their own experiment name."""
+    return tmp_path_factory.mktemp("mlflow")
+
+
+@pytest.fixture
+def tracking_env(mlflow_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                 request: pytest.FixtureRequest) -> str:
+    """Point pipeline.tracking at the test store, in an experiment of this test's own; returns
+    the experiment name. The working directory moves to tmp_path so that MLflow's default
+    artifact folder (./mlruns) never lands in the repository."""
+    uri = f"sqlite:///{mlflow_store / 'mlflow.db'}"
+    experiment = f"test-{request.node.name}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", experiment)
+    monkeypatch.delenv("PIPELINE_RUN_ID", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return experiment

@@ -1,0 +1,268 @@
+"""pipeline/config.py: params.yaml -> one frozen, typed Config; every user mistake names its key."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+from pipeline.config import (
+    Config,
+    PrepareConfig,
+    TrainGanConfig,
+    as_flat_dict,
+    load_config,
+    parse_config,
+)
+from pipeline.errors import PipelineError
+
+
+def load_text(tmp_path: Path, text: str) -> Config:
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return load_config(path)
+
+
+def error_for(tmp_path: Path, text: str) -> str:
+    with pytest.raises(PipelineError) as e:
+        load_text(tmp_path, text)
+    return str(e.value)
+
+
+def test_repo_params_load_cleanly() -> None:
+    path = REPO / "params.yaml"
+    cfg = load_config(path)
+    raw = yaml.safe_load(path.read_text())
+    assert set(raw) == {f.name for f in dataclasses.fields(Config)} - {"digest"}
+    for section, values in raw.items():
+        if not isinstance(values, dict):
+            assert getattr(cfg, section) == values
+            continue
+        for key, value in values.items():
+            got = getattr(getattr(cfg, section), key)
+            if isinstance(got, tuple):
+                value = tuple(value)
+            if isinstance(got, float):
+                value = float(value)  # ints and '2e-4'-style strings become floats
+            assert got == value, f"{section}.{key}"
+    assert isinstance(cfg.train_gan.lr_g, float)
+    assert isinstance(cfg.train_gan.betas, tuple) and len(cfg.train_gan.betas) == 2
+    assert cfg.digest == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_empty_file_gives_the_documented_defaults(tmp_path: Path) -> None:
+    cfg = load_text(tmp_path, "")
+    assert dataclasses.replace(cfg, digest="") == Config()
+    assert cfg.seed == 0
+    assert (cfg.train_gan.steps, cfg.train_gan.width, cfg.train_gan.ema_decay) == (3000, 64, 0.999)
+    assert (cfg.prepare.val_fraction, cfg.prepare.min_fraction) == (0.15, 0.08)
+    assert (cfg.generate.target, cfg.generate.ratio) == ("majority", 1.0)
+    assert cfg.generate.batch_size == 512
+    assert (cfg.evaluate.steps, cfg.evaluate.variants) == (1500, ("real", "gan"))
+
+
+def test_a_partial_section_keeps_the_other_defaults(tmp_path: Path) -> None:
+    cfg = load_text(tmp_path,
+                    "seed: 7\ntrain_gan:\n  steps: 7\n  diffaugment: [translation, color]\n")
+    assert cfg.seed == 7
+    assert cfg.train_gan.steps == 7
+    assert cfg.train_gan.diffaugment == ("translation", "color")
+    assert cfg.train_gan.batch_size == TrainGanConfig().batch_size
+    assert cfg.prepare == PrepareConfig()
+
+
+def test_digest_is_the_sha256_of_the_file_bytes(tmp_path: Path) -> None:
+    a = load_text(tmp_path, "seed: 1\n")
+    b = load_text(tmp_path, "seed: 1  # same settings, different bytes\n")
+    assert a.digest == hashlib.sha256(b"seed: 1\n").hexdigest()
+    assert a.digest != b.digest
+    assert dataclasses.replace(a, digest="") == dataclasses.replace(b, digest="")
+
+
+@pytest.mark.parametrize(("text", "key", "allowed"), [
+    ("sed: 1\n", "sed", "seed"),
+    ("train_gan:\n  stepz: 3\n", "train_gan.stepz", "steps"),
+    ("prepare:\n  imbalanse: none\n", "prepare.imbalanse", "imbalance"),
+    ("evaluate:\n  steps: 5\n  lrate: 0.1\n", "evaluate.lrate", "lr"),
+    ("data:\n  root: /tmp\n", "data.root", "path"),
+])
+def test_unknown_keys_are_errors_naming_the_key(
+    tmp_path: Path, text: str, key: str, allowed: str
+) -> None:
+    msg = error_for(tmp_path, text)
+    assert msg.startswith(f"{tmp_path / 'params.yaml'}: {key}: unknown key")
+    assert allowed in msg.split("allowed keys here:")[1]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("train_gan:\n  steps: many\n", "train_gan.steps: expected int, got 'many' (str)"),
+    ("train_gan:\n  steps: true\n", "train_gan.steps: expected int, got True (bool)"),
+    ("seed: 1.5\n", "seed: expected int, got 1.5 (float)"),
+    ("seed: null\n", "seed: expected int, got None"),
+    ("train_gan:\n  lr_g: [1, 2]\n", "train_gan.lr_g: expected float, got [1, 2] (list)"),
+    ("train_gan:\n  lr_d: fast\n", "train_gan.lr_d: expected float, got 'fast' (str)"),
+    ("generate:\n  ratio: false\n", "generate.ratio: expected float, got False (bool)"),
+    ("train_gan:\n  spectral_norm: 1\n", "train_gan.spectral_norm: expected bool, got 1 (int)"),
+    ("train_gan:\n  betas: [0.5]\n", "train_gan.betas: expected a list of 2 values"),
+    ("train_gan:\n  betas: [0.5, fast]\n", "train_gan.betas[1]: expected float"),
+    ("train_gan: 3\n", "train_gan: expected a mapping, got 3 (int)"),
+    ("prepare:\n  keep_fractions: [0.5]\n", "prepare.keep_fractions: expected a mapping"),
+    ("prepare:\n  keep_fractions: {a: 0.5}\n", "prepare.keep_fractions key: expected int"),
+    ("prepare:\n  keep_fractions: {1: half}\n", "prepare.keep_fractions.1: expected float"),
+    ("data:\n  path: 3\n", "data.path: expected str, got 3 (int)"),
+    ("evaluate:\n  variants: real\n", "evaluate.variants: expected a list, got 'real' (str)"),
+    ("train_gan:\n  device: 0\n", "train_gan.device: expected str, got 0 (int)"),
+])
+def test_wrong_types_are_errors_naming_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    assert expected in error_for(tmp_path, text)
+
+
+@pytest.mark.parametrize(("text", "key", "allowed"), [
+    ("train_gan:\n  arch: gan\n", "train_gan.arch: 'gan' (str)", "dcgan, mlp"),
+    ("train_gan:\n  loss: wgan\n", "train_gan.loss: 'wgan' (str)", "bce, hinge"),
+    ("prepare:\n  channels: 2\n", "prepare.channels: 2 (int)", "1, 3"),
+    ("prepare:\n  channels: true\n", "prepare.channels: True (bool)", "1, 3"),
+    ("prepare:\n  imbalance: extreme\n", "prepare.imbalance: 'extreme' (str)",
+     "none, long_tail, fractions"),
+    ("generate:\n  target: all\n", "generate.target: 'all' (str)", "majority, count, ratio"),
+    ("data:\n  source: webcam\n", "data.source: 'webcam' (str)", "digits"),
+    ("train_gan:\n  diffaugment: [translation, flip]\n", "train_gan.diffaugment[1]: 'flip' (str)",
+     "translation, cutout, color"),
+    ("evaluate:\n  variants: [real, smote]\n", "evaluate.variants[1]: 'smote' (str)", "real, gan"),
+])
+def test_values_outside_a_choice_list_the_allowed_values(
+    tmp_path: Path, text: str, key: str, allowed: str
+) -> None:
+    msg = error_for(tmp_path, text)
+    assert f"{key} is not allowed; choose one of: {allowed}" in msg
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("prepare:\n  image_size: 2\n", "prepare.image_size: must be between 4 and 256"),
+    ("prepare:\n  image_size: 512\n", "prepare.image_size: must be between 4 and 256"),
+    ("prepare:\n  val_fraction: 0.5\n", "prepare.val_fraction: must be in (0, 0.5)"),
+    ("prepare:\n  test_fraction: 0\n", "prepare.test_fraction: must be in (0, 0.5)"),
+    ("prepare:\n  min_fraction: 0\n", "prepare.min_fraction: must be in (0, 1]"),
+    ("prepare:\n  min_fraction: 1.5\n", "prepare.min_fraction: must be in (0, 1]"),
+    ("prepare:\n  keep_fractions: {3: 0}\n", "prepare.keep_fractions.3: must be in (0, 1]"),
+    ("train_gan:\n  steps: 0\n", "train_gan.steps: must be > 0"),
+    ("train_gan:\n  width: -8\n", "train_gan.width: must be > 0"),
+    ("train_gan:\n  batch_size: 0\n", "train_gan.batch_size: must be >= 2"),
+    ("train_gan:\n  latent_dim: 0\n", "train_gan.latent_dim: must be > 0"),
+    ("train_gan:\n  log_every: 0\n", "train_gan.log_every: must be > 0"),
+    ("train_gan:\n  lr_d: 0\n", "lr_d: must be > 0"),
+    ("train_gan:\n  betas: [0.5, 1.0]\n", "train_gan.betas: each must be in [0, 1)"),
+    ("train_gan:\n  ema_decay: 1.0\n", "train_gan.ema_decay: must be in [0, 1)"),
+    ("train_gan:\n  device: tpu\n", "train_gan.device: must be one of auto, cpu, cuda"),
+    ("generate:\n  target: count\n", "generate.count: must be > 0 when generate.target is count"),
+    ("generate:\n  ratio: 0\n", "generate.ratio: must be > 0"),
+    ("generate:\n  batch_size: 0\n", "generate.batch_size: must be > 0"),
+    ("generate:\n  device: gpu\n", "generate.device: must be one of auto, cpu, cuda"),
+    ("evaluate:\n  variants: []\n", "evaluate.variants: must list at least one variant"),
+    ("evaluate:\n  variants: [real, real]\n", "evaluate.variants: has duplicates"),
+    ("evaluate:\n  steps: 0\n", "evaluate.steps: must be > 0"),
+    ("evaluate:\n  lr: 0\n", "evaluate.lr: must be > 0"),
+    ("evaluate:\n  device: metal\n", "evaluate.device: must be one of auto, cpu, cuda"),
+])
+def test_out_of_range_values_are_errors_naming_the_key(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    assert expected in error_for(tmp_path, text)
+
+
+def test_count_is_only_checked_when_it_is_the_target(tmp_path: Path) -> None:
+    assert load_text(tmp_path, "generate:\n  target: majority\n  count: 0\n").generate.count == 0
+    assert load_text(tmp_path, "generate:\n  target: count\n  count: 50\n").generate.count == 50
+
+
+def test_exponent_floats_that_yaml_reads_as_strings_are_accepted(tmp_path: Path) -> None:
+    # PyYAML (YAML 1.1) reads 2e-4 without a dot as the *string* '2e-4'.
+    cfg = load_text(tmp_path, "train_gan:\n  lr_g: 2e-4\n  lr_d: 1e-3\nevaluate:\n  lr: 5e-4\n")
+    assert isinstance(cfg.train_gan.lr_g, float) and cfg.train_gan.lr_g == 2e-4
+    assert cfg.train_gan.lr_d == 1e-3
+    assert cfg.evaluate.lr == 5e-4
+
+
+def test_ints_are_accepted_where_floats_are_expected(tmp_path: Path) -> None:
+    cfg = load_text(tmp_path, "generate:\n  ratio: 2\nprepare:\n  keep_fractions: {9: 1}\n")
+    assert isinstance(cfg.generate.ratio, float) and cfg.generate.ratio == 2.0
+    assert cfg.prepare.keep_fractions == {9: 1.0}
+    assert isinstance(cfg.prepare.keep_fractions[9], float)
+
+
+def test_keep_fractions_keys_are_class_ids(tmp_path: Path) -> None:
+    cfg = load_text(tmp_path,
+                    "prepare:\n  imbalance: fractions\n  keep_fractions: {1: 0.5, 9: 0.1}\n")
+    assert cfg.prepare.keep_fractions == {1: 0.5, 9: 0.1}
+
+
+def test_missing_file_is_an_error_saying_where_to_run(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="params file not found; run from the project root"):
+        load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("seed: [unclosed\n", "not valid YAML"),
+    ("- seed\n- data\n", "must be a mapping of sections"),
+])
+def test_unreadable_files_are_errors(tmp_path: Path, text: str, expected: str) -> None:
+    assert expected in error_for(tmp_path, text)
+
+
+def test_config_is_frozen() -> None:
+    cfg = load_config(REPO / "params.yaml")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.seed = 1  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.train_gan.steps = 1  # type: ignore[misc]
+
+
+def test_config_values_cannot_be_changed_after_loading() -> None:
+    cfg = load_config(REPO / "params.yaml")
+    with pytest.raises((AttributeError, TypeError)):
+        cfg.evaluate.variants.append("gan")
+    hash(cfg)
+
+
+def test_digest_is_not_a_settable_key(tmp_path: Path) -> None:
+    assert "digest: unknown key" in error_for(tmp_path, "digest: abc\nseed: 1\n")
+
+
+def test_float_is_not_accepted_for_an_int_choice(tmp_path: Path) -> None:
+    assert "prepare.channels" in error_for(tmp_path, "prepare:\n  channels: 3.0\n")
+
+
+def test_negative_seed_is_rejected(tmp_path: Path) -> None:
+    assert "seed" in error_for(tmp_path, "seed: -1\n")
+
+
+@pytest.mark.parametrize("text", [
+    "generate:\n  target: ratio\n  ratio: .inf\n",
+    "train_gan:\n  lr_g: .inf\n",
+    "evaluate:\n  lr: .inf\n",
+])
+def test_infinite_values_are_rejected(tmp_path: Path, text: str) -> None:
+    error_for(tmp_path, text)
+
+
+def test_parse_config_names_its_source() -> None:
+    with pytest.raises(PipelineError, match=r"^exp\.yaml: train_gan\.stepz: unknown key"):
+        parse_config({"train_gan": {"stepz": 1}}, source="exp.yaml")
+
+
+def test_as_flat_dict_gives_dotted_mlflow_params() -> None:
+    flat = as_flat_dict(TrainGanConfig(diffaugment=["translation", "cutout"]), "train_gan.")
+    assert flat["train_gan.steps"] == 3000
+    assert flat["train_gan.betas"] == "0.5,0.999"
+    assert flat["train_gan.diffaugment"] == "translation,cutout"
+    assert flat["train_gan.spectral_norm"] is True
+    assert len(flat) == len(dataclasses.fields(TrainGanConfig))
+    prep = as_flat_dict(PrepareConfig(imbalance="fractions", keep_fractions={1: 0.5}))
+    assert prep["keep_fractions"] == "{1: 0.5}"
+    nested = as_flat_dict(Config())
+    assert nested["train_gan.arch"] == "dcgan" and nested["data.path"] is None
+    assert "train_gan" not in nested

@@ -1,0 +1,250 @@
+"""End to end: the real `dvc repro` on a temporary copy of the project with tiny params, checked
+through its outputs and the MLflow store it logged to."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import VENV_BIN, copy_project, files_under, run, stage_env, write_params
+from pipeline.artifacts import file_sha256, load_split
+from pipeline.gan.checkpoint import load_generator
+from pipeline.gan.train import sample
+
+pytestmark = pytest.mark.e2e
+
+DVC = str(VENV_BIN / "dvc")
+STAGES = ["prepare", "train_gan", "generate", "evaluate"]
+OUTPUT_DIRS = ("data", "models", "metrics", "plots")
+TINY = dict(
+    train_gan={"steps": 20, "width": 8, "batch_size": 32, "log_every": 5, "device": "cpu"},
+    generate={"device": "cpu"},
+    evaluate={"steps": 20, "width": 8, "device": "cpu"},
+)
+
+
+class Pipeline:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.project = root / "project"
+        self.env = stage_env(root)
+
+    def dvc(self, *args: str) -> subprocess.CompletedProcess[str]:
+        result = run([DVC, *args], cwd=self.project, env=self.env, timeout=420)
+        assert result.returncode == 0, (
+            f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def json(self, rel: str) -> dict:
+        return json.loads((self.project / rel).read_text())
+
+    def outputs(self) -> dict[str, bytes]:
+        return {f"{d}/{name}": content for d in OUTPUT_DIRS
+                for name, content in files_under(self.project / d).items()}
+
+    def client(self) -> mlflow.MlflowClient:
+        return mlflow.MlflowClient(self.env["MLFLOW_TRACKING_URI"])
+
+    def runs(self, filter_string: str = "") -> list:
+        exp = self.client().get_experiment_by_name("imbalance-gan")
+        return self.client().search_runs([exp.experiment_id], filter_string=filter_string)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+    p = Pipeline(tmp_path_factory.mktemp("e2e"))
+    copy_project(p.project)
+    write_params(p.project / "params.yaml", **TINY)
+    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "tiny pipeline"]):
+        assert run(["git", *cmd], cwd=p.project, env=p.env).returncode == 0
+    p.first = p.dvc("repro")
+    p.snapshot = p.outputs()
+    return p
+
+
+def test_every_stage_ran_once(pipeline: Pipeline) -> None:
+    out = pipeline.first.stdout
+    assert [s for s in STAGES if f"Running stage '{s}'" in out] == STAGES
+    assert (pipeline.project / "dvc.lock").is_file()
+
+
+def test_prepared_splits(pipeline: Pipeline) -> None:
+    report = pipeline.json("metrics/prepare.json")
+    sizes = {}
+    for split in ("train", "val", "test"):
+        images, labels = load_split(pipeline.project / f"data/prepared/{split}.npz")
+        assert images.shape == (len(labels), 8, 8, 1) and images.dtype == np.uint8
+        assert labels.dtype == np.int64 and labels.min() == 0 and labels.max() == 9
+        counts = np.bincount(labels, minlength=10)
+        assert {str(c): int(n) for c, n in enumerate(counts)} == report["counts"][split]
+        sizes[split] = len(labels)
+    assert sizes["val"] == sizes["test"] == 269  # per class round(0.15 * n_c) of 1,797 digits
+    train_counts = list(report["counts"]["train"].values())
+    assert train_counts[0] > 10 * train_counts[9]  # long-tailed as configured
+
+
+def test_synthetic_images_fill_every_class_to_the_majority(pipeline: Pipeline) -> None:
+    g = pipeline.json("metrics/generate.json")
+    _, train_labels = load_split(pipeline.project / "data/prepared/train.npz")
+    images, labels = load_split(pipeline.project / "data/synthetic/synthetic.npz")
+    assert images.shape == (len(labels), 8, 8, 1) and images.dtype == np.uint8
+    before = np.bincount(train_labels, minlength=10)
+    added = np.bincount(labels, minlength=10)
+    after = before + added
+    assert np.all(after == before.max())
+    assert added[np.argmax(before)] == 0
+    assert g["target"] == "majority"
+    assert g["n_synthetic"] == len(labels)
+    assert g["counts_before"] == {str(c): int(n) for c, n in enumerate(before)}
+    assert g["synthetic_per_class"] == {str(c): int(n) for c, n in enumerate(added)}
+    assert g["counts_after"] == {str(c): int(n) for c, n in enumerate(after)}
+
+
+def test_manifest_lets_each_synthetic_image_be_regenerated(pipeline: Pipeline) -> None:
+    project = pipeline.project
+    manifest = pd.read_csv(project / "data/synthetic/manifest.csv")
+    images, labels = load_split(project / "data/synthetic/synthetic.npz")
+    assert list(manifest.columns) == ["index", "label", "seed", "checkpoint_sha256"]
+    assert len(manifest) == len(labels)
+    assert manifest["index"].tolist() == list(range(len(labels)))
+    np.testing.assert_array_equal(manifest["label"].to_numpy(), labels)
+    assert manifest["seed"].is_unique
+    sha = file_sha256(project / "models/generator.pt")
+    assert set(manifest["checkpoint_sha256"]) == {sha}
+    assert pipeline.json("metrics/generate.json")["checkpoint_sha256"] == sha
+    # any row, on its own: G(z(seed), label) from the recorded checkpoint
+    G, meta = load_generator(project / "models/generator.pt", device=torch.device("cpu"))
+    rows = manifest.sample(5, random_state=0)
+    again = sample(G, rows["label"].to_numpy().copy(), rows["seed"].to_numpy().copy(),
+                   latent_dim=meta["model_kwargs"]["latent_dim"], device=torch.device("cpu"))
+    np.testing.assert_array_equal(again, images[rows["index"].to_numpy()])
+
+
+def test_generator_checkpoint_and_training_curves(pipeline: Pipeline) -> None:
+    project = pipeline.project
+    ckpt = torch.load(project / "models/generator.pt", weights_only=True)
+    assert (ckpt["step"], ckpt["arch"], ckpt["seed"]) == (20, "dcgan", 0)
+    assert ckpt["model_kwargs"]["n_classes"] == 10 and ckpt["model_kwargs"]["width"] == 8
+    m = pipeline.json("metrics/train_gan.json")
+    assert (m["steps"], m["n_classes"], m["device"]) == (20, 10, "cpu")
+    losses = pd.read_csv(project / "plots/train_gan/losses.csv")
+    assert losses["step"].tolist() == [5, 10, 15, 20]
+    assert np.isfinite(losses[["d_loss", "g_loss"]].to_numpy()).all()
+    assert m["final_d_loss"] == pytest.approx(losses["d_loss"].iloc[-1])
+
+
+def test_evaluate_scores_both_variants(pipeline: Pipeline) -> None:
+    project = pipeline.project
+    m = pipeline.json("metrics/evaluate.json")
+    _, train = load_split(project / "data/prepared/train.npz")
+    _, synthetic = load_split(project / "data/synthetic/synthetic.npz")
+    _, test = load_split(project / "data/prepared/test.npz")
+    assert sorted(m) == ["gan", "real"]
+    for variant, res in m.items():
+        for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "minority_recall"):
+            assert 0.0 <= res[key] <= 1.0, (variant, key)
+        assert sorted(res["recall"], key=int) == [str(c) for c in range(10)]
+        assert all(0.0 <= r <= 1.0 for r in res["recall"].values())
+        confusion = pd.read_csv(project / f"plots/evaluate/confusion_{variant}.csv")
+        assert list(confusion.columns) == ["actual", "predicted"]
+        assert len(confusion) == len(test)
+        np.testing.assert_array_equal(confusion["actual"].to_numpy(), test)
+        assert res["accuracy"] == pytest.approx((confusion.actual == confusion.predicted).mean())
+    assert m["real"]["n_train"] == len(train)
+    assert m["gan"]["n_train"] == len(train) + len(synthetic)
+    recall = pd.read_csv(project / "plots/evaluate/recall.csv")
+    assert len(recall) == 10
+
+
+def test_mlflow_has_one_finished_run_per_stage_under_one_pipeline_parent(
+    pipeline: Pipeline,
+) -> None:
+    stage_runs = {}
+    for stage in STAGES:
+        found = [r for r in pipeline.runs(f"tags.stage = '{stage}'")
+                 if "augmentation" not in r.data.tags]
+        assert len(found) == 1, stage
+        assert found[0].info.status == "FINISHED" and found[0].info.run_name == stage
+        stage_runs[stage] = found[0]
+    parents = {r.data.tags["mlflow.parentRunId"] for r in stage_runs.values()}
+    assert len(parents) == 1
+    parent = pipeline.client().get_run(parents.pop())
+    assert parent.data.tags["kind"] == "pipeline"
+    assert {r.data.tags["pipeline_run"] for r in stage_runs.values()} == {
+        parent.data.tags["pipeline_run"]}
+    assert len(pipeline.runs("tags.kind = 'pipeline'")) == 1
+
+    prepare, train_gan = stage_runs["prepare"], stage_runs["train_gan"]
+    assert prepare.data.params["prepare.image_size"] == "8"
+    assert prepare.data.metrics["n_images.test"] == 269
+    assert train_gan.data.params["train_gan.steps"] == "20"
+    assert train_gan.data.metrics["steps"] == 20
+    history = pipeline.client().get_metric_history(train_gan.info.run_id, "d_loss")
+    assert [h.step for h in history] == [5, 10, 15, 20]
+    generate = stage_runs["generate"]
+    n_synthetic = pipeline.json("metrics/generate.json")["n_synthetic"]
+    assert generate.data.metrics["n_synthetic"] == n_synthetic
+    assert generate.data.params["generate.target"] == "majority"
+    assert stage_runs["evaluate"].data.params["evaluate.steps"] == "20"
+
+
+def test_mlflow_evaluate_has_one_child_run_per_variant(pipeline: Pipeline) -> None:
+    evaluate = next(r for r in pipeline.runs("tags.stage = 'evaluate'")
+                    if "augmentation" not in r.data.tags)
+    metrics = pipeline.json("metrics/evaluate.json")
+    children = pipeline.runs(f"tags.mlflow.parentRunId = '{evaluate.info.run_id}'")
+    assert sorted(r.data.tags["augmentation"] for r in children) == ["gan", "real"]
+    for child in children:
+        variant = child.data.tags["augmentation"]
+        assert child.info.status == "FINISHED"
+        assert child.data.params["variant"] == variant
+        assert child.data.params["n_train"] == str(metrics[variant]["n_train"])
+        assert child.data.metrics["balanced_accuracy"] == pytest.approx(
+            metrics[variant]["balanced_accuracy"])
+        assert child.data.metrics["recall.9"] == pytest.approx(metrics[variant]["recall"]["9"])
+
+
+def test_a_second_repro_runs_nothing_and_changes_nothing(pipeline: Pipeline) -> None:
+    n_runs = len(pipeline.runs())
+    again = pipeline.dvc("repro")
+    assert "Running stage" not in again.stdout
+    for stage in STAGES:
+        assert f"Stage '{stage}' didn't change, skipping" in again.stdout
+    assert "Data and pipelines are up to date." in pipeline.dvc("status").stdout
+    assert pipeline.outputs() == pipeline.snapshot
+    assert len(pipeline.runs()) == n_runs
+
+
+def descendants(dot: str, stage: str) -> set[str]:
+    """Stages downstream of `stage` in `dvc dag --dot` output."""
+    edges = [tuple(part.strip().strip('";') for part in line.split("->"))
+             for line in dot.splitlines() if "->" in line]
+    found, frontier = set(), {stage}
+    while frontier:
+        frontier = {b for a, b in edges if a in frontier} - found
+        found |= frontier
+    return found
+
+
+def test_changing_train_gan_steps_invalidates_it_and_what_follows_but_not_prepare(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    # on a copy (git history, DVC cache and outputs included): the other tests keep the original
+    other = Pipeline(tmp_path)
+    shutil.copytree(pipeline.project, other.project, symlinks=True)
+    write_params(other.project / "params.yaml",
+                 **{**TINY, "train_gan": {**TINY["train_gan"], "steps": 10}})
+    status = json.loads(other.dvc("status", "--json").stdout)
+    # dvc status names the stages whose own inputs changed: train_gan's params, not prepare's
+    assert status == {"train_gan": [{"changed deps": {"params.yaml": {"train_gan": "modified"}}}]}
+    # `dvc repro` reruns a changed stage and everything downstream of it
+    downstream = descendants(other.dvc("dag", "--dot").stdout, "train_gan")
+    assert downstream == {"generate", "evaluate"}  # and so not prepare

@@ -1,0 +1,315 @@
+"""pipeline/gan: the training loop, losses, DiffAugment, sampling and the generator checkpoint."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import pipeline.gan.train as train_mod
+from conftest import make_images
+from pipeline.artifacts import save_checkpoint
+from pipeline.config import TrainGanConfig
+from pipeline.errors import PipelineError
+from pipeline.gan.augment import AUGMENTS, cutout, diff_augment, translation
+from pipeline.gan.checkpoint import FORMAT, load_generator, save_generator
+from pipeline.gan.losses import LOSSES, GanLoss
+from pipeline.gan.train import GanState, fit, sample, to_uint8, to_unit
+
+CPU = torch.device("cpu")
+IMAGES, LABELS = make_images([8, 6, 4])
+
+
+def tiny(**overrides) -> TrainGanConfig:
+    base = dict(width=8, latent_dim=16, steps=6, batch_size=8, log_every=2)
+    return TrainGanConfig(**{**base, **overrides})
+
+
+def history_logger() -> tuple[list[tuple[dict[str, float], int]], object]:
+    rows: list[tuple[dict[str, float], int]] = []
+    return rows, (lambda metrics, step: rows.append((dict(metrics), step)))
+
+
+# --- fit ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("augment", [[], ["translation", "cutout", "color"]])
+@pytest.mark.parametrize("arch", ["dcgan", "mlp"])
+@pytest.mark.parametrize("loss", ["bce", "hinge"])
+def test_fit_runs_every_loss_arch_and_augmentation(
+    loss: str, arch: str, augment: list[str]
+) -> None:
+    rows, log = history_logger()
+    result = fit(IMAGES, LABELS, tiny(loss=loss, arch=arch, diffaugment=augment), n_classes=3,
+                 seed=0, device=CPU, log=log)
+    assert [r["step"] for r in result.history] == [2, 4, 6]
+    for row in result.history:
+        assert set(row) == {"step", "d_loss", "g_loss", "d_real", "d_fake"}
+        assert all(math.isfinite(v) for v in row.values())
+    # the log callable got exactly the rows, without the step column
+    assert rows == [({k: v for k, v in r.items() if k != "step"}, r["step"])
+                    for r in result.history]
+    state = result.state
+    assert state.step == 6
+    assert state.model_kwargs == dict(latent_dim=16, n_classes=3, image_size=8, channels=1, width=8)
+    # the EMA generator is an average of past weights, not the current ones
+    pairs = zip(state.G_ema.parameters(), state.G.parameters())
+    assert any(not torch.equal(a, b) for a, b in pairs)
+    assert not any(p.requires_grad for p in state.G_ema.parameters())
+    if loss == "bce":
+        assert all(r["d_loss"] > 0 and r["g_loss"] > 0 for r in result.history)  # softplus sums
+
+
+def test_fit_on_rgb_images_with_color_augmentation() -> None:
+    images, labels = make_images([5, 5], channels=3, size=16)
+    result = fit(images, labels, tiny(diffaugment=["color"], steps=2), n_classes=2, seed=0,
+                 device=CPU)
+    assert result.state.model_kwargs["channels"] == 3
+    assert result.state.G_ema(torch.randn(2, 16), torch.tensor([0, 1])).shape == (2, 3, 16, 16)
+
+
+def test_a_last_partial_interval_is_logged_too() -> None:
+    result = fit(IMAGES, LABELS, tiny(steps=5), n_classes=3, seed=0, device=CPU)
+    assert [r["step"] for r in result.history] == [2, 4, 5]
+
+
+def test_logged_values_are_means_over_each_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    step = {"n": 0}
+
+    def fake_d_step(state, real, y, z, *, loss, augment):
+        step["n"] += 1
+        n = float(step["n"])
+        return torch.tensor(n), torch.tensor(10 * n), torch.tensor(-n)
+
+    def fake_g_step(state, y, z, *, loss, augment):
+        return torch.tensor(100.0 * step["n"])
+
+    monkeypatch.setattr(train_mod, "d_step", fake_d_step)
+    monkeypatch.setattr(train_mod, "g_step", fake_g_step)
+    result = fit(IMAGES, LABELS, tiny(steps=5, log_every=2), n_classes=3, seed=0, device=CPU)
+    # steps 1-2, 3-4, then 5 alone
+    assert result.history == [
+        {"step": 2, "d_loss": 1.5, "g_loss": 150.0, "d_real": 15.0, "d_fake": -1.5},
+        {"step": 4, "d_loss": 3.5, "g_loss": 350.0, "d_real": 35.0, "d_fake": -3.5},
+        {"step": 5, "d_loss": 5.0, "g_loss": 500.0, "d_real": 50.0, "d_fake": -5.0},
+    ]
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "mlp"])
+def test_fit_is_deterministic_on_cpu_for_a_seed(arch: str) -> None:
+    a = fit(IMAGES, LABELS, tiny(arch=arch, diffaugment=["translation", "cutout"]), n_classes=3,
+            seed=5, device=CPU)
+    b = fit(IMAGES, LABELS, tiny(arch=arch, diffaugment=["translation", "cutout"]), n_classes=3,
+            seed=5, device=CPU)
+    c = fit(IMAGES, LABELS, tiny(arch=arch, diffaugment=["translation", "cutout"]), n_classes=3,
+            seed=6, device=CPU)
+    assert a.history == b.history
+    b_weights = b.state.G_ema.state_dict()
+    for name, x in a.state.G_ema.state_dict().items():
+        assert torch.equal(x, b_weights[name]), name
+    assert a.history != c.history
+
+
+@pytest.mark.parametrize(("balanced", "low", "high"), [(False, 0.0, 0.15), (True, 0.4, 0.6)])
+def test_balanced_sampling_draws_classes_uniformly(
+    monkeypatch: pytest.MonkeyPatch, balanced: bool, low: float, high: float
+) -> None:
+    images, labels = make_images([30, 2])  # class 1 is 1/16 of the images
+    drawn: list[torch.Tensor] = []
+    real_d_step = train_mod.d_step
+
+    def spy(state, real, y, z, **kwargs):
+        drawn.append(y.clone())
+        return real_d_step(state, real, y, z, **kwargs)
+
+    monkeypatch.setattr(train_mod, "d_step", spy)
+    fit(images, labels, tiny(arch="mlp", steps=20, batch_size=32, balanced_sampling=balanced,
+                             log_every=20), n_classes=2, seed=0, device=CPU)
+    share = torch.cat(drawn).float().mean().item()  # share of class-1 draws among 640
+    assert low <= share <= high
+
+
+@pytest.mark.parametrize("which", ["d", "g"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_losses_stop_training_with_a_pipeline_error(
+    monkeypatch: pytest.MonkeyPatch, which: str, bad: float
+) -> None:
+    hinge = LOSSES["hinge"]
+    broken = GanLoss(
+        d=(lambda r, f: hinge.d(r, f) * bad) if which == "d" else hinge.d,
+        g=(lambda f: hinge.g(f) * bad) if which == "g" else hinge.g,
+    )
+    monkeypatch.setitem(LOSSES, "hinge", broken)
+    rows, log = history_logger()
+    with pytest.raises(PipelineError,
+                       match=r"losses became non-finite by step 2 .*lower train_gan.lr_d"):
+        fit(IMAGES, LABELS, tiny(loss="hinge", steps=6), n_classes=3, seed=0, device=CPU, log=log)
+    assert rows == []  # nothing non-finite reached the logger
+
+
+def test_batch_size_one_trains_or_is_a_pipeline_error() -> None:
+    try:
+        fit(IMAGES, LABELS, tiny(arch="dcgan", batch_size=1, steps=2), n_classes=3, seed=0,
+            device=CPU)
+    except PipelineError:
+        pass
+
+
+# --- losses ---------------------------------------------------------------------------------------
+
+def test_losses_on_worked_logits() -> None:
+    real, fake = torch.tensor([2.0, 0.0]), torch.tensor([-2.0, 0.5])
+    hinge, bce = LOSSES["hinge"], LOSSES["bce"]
+    # hinge D: mean(relu(1 - real)) + mean(relu(1 + fake)) = (0 + 1)/2 + (0 + 1.5)/2
+    assert hinge.d(real, fake).item() == pytest.approx(1.25)
+    assert hinge.g(fake).item() == pytest.approx(0.75)  # -mean(fake)
+    sp = lambda x: math.log1p(math.exp(x))  # noqa: E731 - softplus
+    assert bce.d(real, fake).item() == pytest.approx((sp(-2) + sp(0)) / 2 + (sp(-2) + sp(0.5)) / 2)
+    assert bce.g(fake).item() == pytest.approx((sp(2) + sp(-0.5)) / 2)
+
+
+# --- pixel conversions ----------------------------------------------------------------------------
+
+def test_uint8_and_unit_range_roundtrip() -> None:
+    u8 = torch.arange(256, dtype=torch.uint8).view(1, 16, 16, 1)
+    unit = to_unit(u8)
+    assert unit.shape == (1, 1, 16, 16)
+    assert unit.min().item() == -1.0 and unit.max().item() == 1.0
+    assert torch.equal(to_uint8(unit), u8)
+    assert to_uint8(torch.tensor([-3.0, 3.0]).view(1, 1, 1, 2)).flatten().tolist() == [0, 255]
+
+
+# --- DiffAugment ----------------------------------------------------------------------------------
+
+def test_augmentations_keep_shape_and_dtype() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(6, 3, 8, 8) * 2 - 1
+    for name in AUGMENTS:
+        y = diff_augment(x, [name])
+        assert y.shape == x.shape and y.dtype == x.dtype, name
+    assert diff_augment(x, []) is x
+    assert diff_augment(x, ["translation", "cutout", "color"]).shape == x.shape
+
+
+def test_translation_only_shifts_content_with_a_zero_border() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(64, 2, 8, 8) + 0.5  # no zeros in the content: a zero can only be border
+    y = translation(x)  # 8 px * 0.125: shifts of -1, 0 or +1 pixel each way
+    shifts = set()
+    padded = torch.nn.functional.pad(x, [1, 1, 1, 1])
+    for i in range(len(x)):
+        match = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                 if torch.equal(y[i], padded[i, :, 1 + dy : 9 + dy, 1 + dx : 9 + dx])]
+        assert match, f"image {i} is not a shifted copy"
+        shifts.add(match[0])
+    assert len(shifts) > 3  # shifts differ per image
+
+
+def test_cutout_zeroes_one_square_and_keeps_the_rest() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(32, 1, 8, 8) + 0.5
+    y = cutout(x)  # ratio 0.5 of 8 px: a square of up to 5 x 5 (|dy|, |dx| <= 2), clipped at edges
+    for i in range(len(x)):
+        zeroed = y[i, 0] == 0
+        kept = ~zeroed
+        assert torch.equal(y[i, 0][kept], x[i, 0][kept])
+        assert 1 <= zeroed.sum() <= 25
+
+
+def test_augmentation_is_differentiable() -> None:
+    x = (torch.rand(4, 3, 8, 8) * 2 - 1).requires_grad_(True)
+    diff_augment(x, ["translation", "cutout", "color"]).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+# --- sampling -------------------------------------------------------------------------------------
+
+@dataclass
+class Trained:
+    cfg: TrainGanConfig
+    state: GanState
+
+
+@pytest.fixture(scope="module", params=["dcgan", "mlp"])
+def trained(request: pytest.FixtureRequest) -> Trained:
+    cfg = tiny(arch=request.param)
+    return Trained(cfg, fit(IMAGES, LABELS, cfg, n_classes=3, seed=0, device=CPU).state)
+
+
+def test_sample_returns_uint8_nhwc(trained) -> None:
+    labels = np.array([0, 1, 2, 2, 1])
+    out = sample(trained.state.G_ema, labels, np.arange(5), latent_dim=16, device=CPU)
+    assert out.shape == (5, 8, 8, 1) and out.dtype == np.uint8
+    assert out.std() > 0
+
+
+def test_each_sample_is_reproducible_from_its_seed_alone(trained) -> None:
+    G = trained.state.G_ema
+    labels = np.array([0, 1, 2] * 7)
+    seeds = 1000 + np.arange(len(labels))
+    whole = sample(G, labels, seeds, latent_dim=16, device=CPU)
+    small_batches = sample(G, labels, seeds, latent_dim=16, device=CPU, batch_size=4)
+    perm = np.random.default_rng(0).permutation(len(labels))
+    shuffled = sample(G, labels[perm], seeds[perm], latent_dim=16, device=CPU)
+    alone = np.concatenate([sample(G, labels[i : i + 1], seeds[i : i + 1], latent_dim=16,
+                                   device=CPU) for i in range(len(labels))])
+    np.testing.assert_array_equal(small_batches, whole)
+    np.testing.assert_array_equal(shuffled, whole[perm])
+    np.testing.assert_array_equal(alone, whole)
+    # different seeds, or labels, give different images
+    assert not np.array_equal(whole[0], whole[3])  # same label 0, seeds 1000 vs 1003
+    relabelled = sample(G, np.array([1]), seeds[:1], latent_dim=16, device=CPU)
+    assert not np.array_equal(relabelled[0], whole[0])
+
+
+def test_sample_of_nothing_is_an_empty_array(trained) -> None:
+    out = sample(trained.state.G_ema, np.array([], dtype=np.int64), np.array([], dtype=np.int64),
+                 latent_dim=16, device=CPU)
+    assert out.shape == (0, 8, 8, 1) and out.dtype == np.uint8
+
+
+def test_sample_accepts_seeds_beyond_32_bits(trained) -> None:
+    seeds = np.array([3 * 2**32 + 5, 3 * 2**32 + 6], dtype=np.int64)  # generate: seed * 2**32 + i
+    a = sample(trained.state.G_ema, np.array([0, 0]), seeds, latent_dim=16, device=CPU)
+    assert not np.array_equal(a[0], a[1])
+
+
+# --- generator checkpoint -------------------------------------------------------------------------
+
+def test_generator_checkpoint_roundtrip(trained, tmp_path: Path) -> None:
+    cfg = trained.cfg
+    path = tmp_path / "generator.pt"
+    save_generator(path, trained.state, cfg, seed=3)
+    G, meta = load_generator(path, device=CPU)
+    assert not G.training
+    labels, seeds = np.array([0, 1, 2, 0]), np.arange(4)
+    np.testing.assert_array_equal(
+        sample(G, labels, seeds, latent_dim=16, device=CPU),
+        sample(trained.state.G_ema, labels, seeds, latent_dim=16, device=CPU),
+    )
+    assert meta["format"] == FORMAT
+    assert meta["arch"] == cfg.arch
+    assert (meta["step"], meta["seed"]) == (6, 3)
+    assert meta["model_kwargs"] == trained.state.model_kwargs
+    assert meta["train_gan"]["steps"] == 6 and meta["train_gan"]["betas"] == [0.5, 0.999]  # plain JSON types in the file
+    assert "state_dict" not in meta
+    raw = torch.load(path, weights_only=True)  # no code from the file runs
+    assert raw["format"] == FORMAT
+    assert raw["state_dict"].keys() == trained.state.G_ema.state_dict().keys()
+
+
+def test_loading_a_checkpoint_of_another_kind_is_an_error(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "c.pt", {"format": "someone-else/v9", "state_dict": {}})
+    with pytest.raises(PipelineError, match="not a generator checkpoint of this project"):
+        load_generator(tmp_path / "c.pt", device=CPU)
+    with pytest.raises(PipelineError, match="checkpoint not found"):
+        load_generator(tmp_path / "missing.pt", device=CPU)
+
+
+def test_loading_a_torch_file_that_is_not_a_dict_is_a_pipeline_error(tmp_path: Path) -> None:
+    torch.save(torch.zeros(3), tmp_path / "c.pt")
+    with pytest.raises(PipelineError):
+        load_generator(tmp_path / "c.pt", device=CPU)
