@@ -82,18 +82,26 @@ def main() -> None:
     device = resolve_device(args.device)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()
     print(f"device: {device} ({gpu}), torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print("| config | prepare s | train_gan s | generate s | evaluate s | variant | bal. acc | "
-          "macro F1 | AUC | minority recall |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| config | prepare s | train_gan s | generate s | evaluate s | variant | "
+          "bal. acc [95% CI] | Δ vs real [95% CI] | minority recall [95% CI] | macro F1 | AUC |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for spec in args.compare:
         overrides = args.set + spec.split()
         out = run(config_with(overrides), device)
         t = out["times"]
         for variant, m in out["metrics"].items():
+            vs = m.get("vs_real", {})
+            delta = (f"{vs['balanced_accuracy_delta']:+.3f} "
+                     f"{_ci(vs['balanced_accuracy_delta_ci95'])}" if vs else "—")
             print(f"| {spec or 'params.yaml'} | {t['prepare']:.1f} | {t['train_gan']:.1f} | "
                   f"{t['generate']:.1f} | {t['evaluate']:.1f} | {variant} | "
-                  f"{m['balanced_accuracy']:.3f} | {m['macro_f1']:.3f} | {m['roc_auc']:.3f} | "
-                  f"{m['minority_recall']:.3f} |", flush=True)
+                  f"{m['balanced_accuracy']:.3f} {_ci(m.get('balanced_accuracy_ci95'))} | "
+                  f"{delta} | {m['minority_recall']:.3f} {_ci(m.get('minority_recall_ci95'))} | "
+                  f"{m['macro_f1']:.3f} | {m['roc_auc']:.3f} |", flush=True)
+
+
+def _ci(bounds: list[float] | None) -> str:
+    return f"[{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else ""
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-COPY = ["pipeline", "stages", "params.yaml", "dvc.yaml", "pyproject.toml", ".dvc/config",
+COPY = ["pipeline", "stages", "params.yaml", "dvc.yaml", "pyproject.toml", ".dvc/config", "data/raw",
         ".dvcignore"]
 
 

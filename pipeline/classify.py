@@ -8,23 +8,29 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.config import EvaluateConfig
-from pipeline.models import SmallCNN
+from pipeline.models import CLASSIFIERS
 from pipeline.pixels import to_unit
 from pipeline import LogFn
 
 
 def train_classifier(
     images: np.ndarray, labels: np.ndarray, cfg: EvaluateConfig, *, n_classes: int, seed: int,
-    device: torch.device, log: LogFn = lambda metrics, step: None,
+    device: torch.device, class_weights: np.ndarray | None = None,
+    log: LogFn = lambda metrics, step: None,
 ) -> nn.Module:
-    """AdamW + cosine decay for exactly `cfg.steps` minibatches, reshuffling every epoch."""
+    """AdamW + cosine decay for exactly `cfg.steps` minibatches, reshuffling every epoch.
+
+    `class_weights` (K,) weight the cross-entropy per class (the class_weight variants).
+    """
     torch.manual_seed(seed)  # same seed -> same initial weights for every variant
     gen = torch.Generator(device=device).manual_seed(seed)
     data = torch.from_numpy(images).to(device)  # uint8 (N, H, W, C), resident on the device
     targets = torch.from_numpy(labels).to(device)
-    model = SmallCNN(
+    model = CLASSIFIERS[cfg.classifier](
         channels=images.shape[3], n_classes=n_classes, image_size=images.shape[1], width=cfg.width
     ).to(device)
+    weight = None if class_weights is None else torch.as_tensor(
+        class_weights, dtype=torch.float32, device=device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
     model.train()
@@ -35,7 +41,7 @@ def train_classifier(
             order, pos = torch.randperm(len(data), device=device, generator=gen), 0
         idx = order[pos : pos + batch]
         pos += batch
-        loss = F.cross_entropy(model(to_unit(data[idx])), targets[idx])
+        loss = F.cross_entropy(model(to_unit(data[idx])), targets[idx], weight=weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -131,9 +131,22 @@ class GenerateConfig:
         _check(self.device in DEVICES, "generate.device", f"must be one of {', '.join(DEVICES)}")
 
 
+VARIANT_NAMES = ("real", "class_weight", "oversample", "smote", "gan", "gan_class_weight")
+
+
 @dataclass(frozen=True)
 class EvaluateConfig:
-    variants: tuple[Literal["real", "gan"], ...] = ("real", "gan")
+    # Training sets compared, all with the same classifier, step budget and seeds:
+    #   real              the imbalanced training split as it is
+    #   class_weight      real, with inverse-frequency class weights in the loss
+    #   oversample        real, minority images repeated at random up to the majority count
+    #   smote             real + SMOTE interpolations (imbalanced-learn, on flattened pixels)
+    #   gan               real + the synthetic images of the generate stage
+    #   gan_class_weight  real + synthetic, with inverse-frequency weights of the combined counts
+    variants: tuple[Literal[VARIANT_NAMES], ...] = VARIANT_NAMES  # type: ignore[valid-type]
+    classifier: Literal["cnn", "resnet18"] = "cnn"
+    seeds: int = 3  # each variant is trained with seeds seed, seed+1, ...; metrics are seed means
+    bootstrap: int = 1000  # resamples of the test set for the 95% intervals (0 = none)
     steps: int = 1500  # optimizer steps per variant: the same budget whatever the training set size
     batch_size: int = 64
     lr: float = 1e-3
@@ -144,8 +157,9 @@ class EvaluateConfig:
     def __post_init__(self) -> None:
         _check(len(self.variants) > 0, "evaluate.variants", "must list at least one variant")
         _check(len(set(self.variants)) == len(self.variants), "evaluate.variants", "has duplicates")
-        for key in ("steps", "width"):
+        for key in ("steps", "width", "seeds"):
             _check(getattr(self, key) > 0, f"evaluate.{key}", "must be > 0")
+        _check(self.bootstrap >= 0, "evaluate.bootstrap", "must be >= 0")
         _check(self.batch_size >= 2, "evaluate.batch_size", "must be >= 2 (BatchNorm needs 2)")
         _check(self.lr > 0, "evaluate.lr", "must be > 0")
         _check(self.device in DEVICES, "evaluate.device", f"must be one of {', '.join(DEVICES)}")

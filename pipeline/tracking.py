@@ -44,12 +44,15 @@ def pipeline_key(params_digest: str, root: Path) -> str:
 
 
 def flatten(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    """Nested dict -> {'a.b.c': float}; non-numeric leaves are dropped (MLflow metrics are numbers)."""
+    """Nested dict -> {'a.b.c': float}. An interval [lo, hi] becomes `<key>_lo` and `<key>_hi`;
+    other non-numeric leaves are dropped (MLflow metrics are numbers)."""
     out: dict[str, float] = {}
     for k, v in metrics.items():
         key = f"{prefix}{k}"
         if isinstance(v, Mapping):
             out.update(flatten(v, prefix=key + "."))
+        elif isinstance(v, (list, tuple)) and len(v) == 2:
+            out.update(flatten({f"{key}_lo": v[0], f"{key}_hi": v[1]}))
         elif isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and v == v:
             out[key] = float(v)  # NaN is skipped: MLflow shows a missing value, not a fake one
     return out
@@ -123,6 +126,33 @@ def stage_run(stage: str, *, params_digest: str, root: str | Path = ".") -> Iter
         "stage": stage, "pipeline_run": key, "mlflow.parentRunId": parent,
         "params_digest": params_digest,
     })
+
+
+def variant_table(params_digest: str, root: str | Path = ".") -> Any:
+    """The evaluate variants of this pipeline execution as a pandas DataFrame built with
+    `mlflow.search_runs`: one row per variant (its latest run), column `variant` plus the metrics.
+    Empty when the store has none."""
+    import mlflow
+    import pandas as pd
+
+    root = Path(root)
+    mlflow.set_tracking_uri(tracking_uri(root))
+    exp = mlflow.get_experiment_by_name(os.environ.get("MLFLOW_EXPERIMENT_NAME",
+                                                       DEFAULT_EXPERIMENT))
+    if exp is None:
+        return pd.DataFrame()
+    key = pipeline_key(params_digest, root)
+    runs = mlflow.search_runs(
+        [exp.experiment_id], output_format="pandas", order_by=["start_time DESC"],
+        filter_string=f"tags.kind = 'variant' and tags.pipeline_run = '{key}'",
+    )
+    if runs.empty:
+        return runs
+    runs = runs.drop_duplicates("tags.augmentation")
+    metrics = runs[[c for c in runs.columns if c.startswith("metrics.")]]
+    table = metrics.rename(columns=lambda c: c.removeprefix("metrics."))
+    table.insert(0, "variant", runs["tags.augmentation"].to_numpy())
+    return table.reset_index(drop=True)
 
 
 def _run(client: Any, exp_id: str, name: str, tags: Mapping[str, str]) -> Iterator[StageRun]:

@@ -1,10 +1,12 @@
-"""DVC stage `evaluate`: the same classifier trained per variant (real, real + synthetic), scored
-on the untouched test split."""
+"""DVC stage `evaluate`: the same classifier trained on each variant's training set (no balancing,
+class weights, oversampling, SMOTE, GAN images, ...) over several seeds, scored with intervals on
+the untouched test split."""
 
 import argparse
 from pathlib import Path
 
 import pandas as pd
+from tqdm import tqdm
 
 from pipeline.artifacts import Split, load_split, save_csv, save_json
 from pipeline.cli import run_stage
@@ -20,38 +22,60 @@ def main(args: argparse.Namespace) -> None:
     test = Split(*load_split(Path(args.data) / "test.npz"))
     synthetic = Split(*load_split(Path(args.synthetic) / "synthetic.npz"))
     n_classes = int(max(train.labels.max(), test.labels.max())) + 1
-    from pipeline.tracking import stage_run
-
-    with stage_run("evaluate", params_digest=cfg.digest) as run:
-        run.log_params({"seed": cfg.seed, **as_flat_dict(ecfg, "evaluate.")})
-        histories: dict[str, list] = {v: [] for v in ecfg.variants}
-        results = evaluate_variants(
-            train, synthetic, test, ecfg, n_classes=n_classes, seed=cfg.seed, device=device,
-            log_for=lambda v: (lambda m, step: histories[v].append((step, m))),
-        )
-        plots = Path(args.plots)
-        for name, res in results.items():
-            save_csv(plots / f"confusion_{name}.csv", res.confusion)
-        # Wide: one row per class, one column per variant (DVC draws one series per column).
-        recall = pd.DataFrame({name: res.metrics["recall"] for name, res in results.items()})
-        save_csv(plots / "recall.csv", recall.rename_axis("class").reset_index())
-        save_json(args.metrics, {name: res.metrics for name, res in results.items()})
-        run.log_artifact(args.metrics)
-        for name, res in results.items():
-            with run.child(name, {"stage": "evaluate", "augmentation": name}) as child:
-                child.log_params({**as_flat_dict(ecfg, "evaluate."), "variant": name,
-                                  "n_train": res.metrics["n_train"]})
-                child.log_history(histories[name])
-                child.log_metrics(res.metrics)
-                child.log_artifact(plots / f"confusion_{name}.csv")
+    histories: dict[tuple[str, int], list] = {}
+    bar = tqdm(total=len(ecfg.variants) * ecfg.seeds, desc="evaluate", unit="fit",
+               mininterval=1.0, dynamic_ncols=True)
+    results = evaluate_variants(
+        train, synthetic, test, ecfg, n_classes=n_classes, seed=cfg.seed, device=device,
+        log_for=lambda v, s: (lambda m, step: histories.setdefault((v, s), []).append((step, m))),
+        on_fit=lambda v, s: (bar.set_postfix_str(f"{v} seed {s}"), bar.update()),
+    )
+    bar.close()
+    plots = Path(args.plots)
+    for name, res in results.items():
+        save_csv(plots / f"confusion_{name}.csv", res.confusion)
+        save_csv(plots / f"roc_{name}.csv", res.roc)
+    # Wide: one row per class, one column per variant (DVC draws one series per column).
+    recall = pd.DataFrame({name: res.metrics["recall"] for name, res in results.items()})
+    save_csv(plots / "recall.csv", recall.rename_axis("class").reset_index())
+    save_json(args.metrics, {name: res.metrics for name, res in results.items()})
+    _track(cfg, args, results, histories)
     for name, res in results.items():
         m = res.metrics
-        print(f"evaluate: {name:>5}: balanced_accuracy={m['balanced_accuracy']:.3f} "
-              f"macro_f1={m['macro_f1']:.3f} minority_recall={m['minority_recall']:.3f}")
+        ci = m.get("balanced_accuracy_ci95", [float("nan")] * 2)
+        tqdm.write(f"evaluate: {name:>16}: balanced_accuracy={m['balanced_accuracy']:.3f} "
+                   f"[{ci[0]:.3f}, {ci[1]:.3f}] minority_recall={m['minority_recall']:.3f} "
+                   f"roc_auc={m['roc_auc']:.3f}")
+
+
+def _track(cfg, args, results, histories) -> None:
+    """One MLflow run per variant (tag augmentation=<variant>, same metric names everywhere),
+    with one nested run per seed, under the evaluate stage run."""
+    from pipeline.tracking import stage_run
+
+    ecfg = cfg.evaluate
+    with stage_run("evaluate", params_digest=cfg.digest) as run:
+        run.log_params({"seed": cfg.seed, **as_flat_dict(ecfg, "evaluate.")})
+        run.log_artifact(args.metrics)
+        for name, res in results.items():
+            tags = {"stage": "evaluate", "augmentation": name, "kind": "variant"}
+            with run.child(name, tags) as child:
+                child.log_params({**as_flat_dict(ecfg, "evaluate."), "variant": name,
+                                  "n_train": res.metrics["n_train"]})
+                child.log_metrics(res.metrics)
+                for path in (f"confusion_{name}.csv", f"roc_{name}.csv"):
+                    child.log_artifact(Path(args.plots) / path)
+                for i, seed_metrics in enumerate(res.per_seed):
+                    seed = cfg.seed + i
+                    with child.child(f"{name}-seed{seed}", {
+                        "stage": "evaluate", "augmentation": name, "kind": "seed",
+                        "seed": str(seed)}) as seed_run:
+                        seed_run.log_history(histories.get((name, seed), []))
+                        seed_run.log_metrics(seed_metrics)
 
 
 if __name__ == "__main__":
     run_stage("evaluate", main, {
         "data": "folder with train.npz and test.npz", "synthetic": "folder with synthetic.npz",
-        "plots": "folder for confusion and recall CSVs", "metrics": "JSON metrics file",
+        "plots": "folder for confusion, ROC and recall CSVs", "metrics": "JSON metrics file",
     })

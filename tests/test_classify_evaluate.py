@@ -14,8 +14,9 @@ import pipeline.classify as classify_mod
 from conftest import make_images
 from pipeline.classify import predict_proba, train_classifier
 from pipeline.config import EvaluateConfig
-from pipeline.data.prepare import Split
-from pipeline.evaluate import VARIANTS, evaluate_variants
+from pipeline.artifacts import Split
+from pipeline.errors import PipelineError
+from pipeline.evaluate import VARIANTS, bootstrap_recalls, evaluate_variants
 
 CPU = torch.device("cpu")
 
@@ -57,14 +58,14 @@ def test_same_seed_gives_the_same_initial_weights_whatever_the_data(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     initial: list[dict[str, torch.Tensor]] = []
-    real_cnn = classify_mod.SmallCNN
+    real_cnn = classify_mod.CLASSIFIERS["cnn"]
 
     def recording_cnn(**kwargs):
         model = real_cnn(**kwargs)
         initial.append(copy.deepcopy(model.state_dict()))
         return model
 
-    monkeypatch.setattr(classify_mod, "SmallCNN", recording_cnn)
+    monkeypatch.setitem(classify_mod.CLASSIFIERS, "cnn", recording_cnn)
     a_x, a_y = make_images([6, 6], seed=0)
     b_x, b_y = make_images([20, 3], seed=1)
     train_classifier(a_x, a_y, quick(steps=2), n_classes=2, seed=7, device=CPU)
@@ -91,57 +92,123 @@ def test_a_batch_larger_than_the_dataset_uses_the_whole_dataset() -> None:
 
 # --- evaluate_variants ----------------------------------------------------------------------------
 
+ALL = ("real", "class_weight", "oversample", "smote", "gan", "gan_class_weight")
+
+
 @pytest.fixture(scope="module")
 def comparison():
-    train = Split(*make_images([12, 6, 2], seed=0))
-    synthetic = Split(*make_images([0, 6, 10], seed=1))
+    train = Split(*make_images([12, 6, 3], seed=0))
+    synthetic = Split(*make_images([0, 6, 9], seed=1))
     test = Split(*make_images([5, 5, 5], seed=2))
-    logs: dict[str, list] = {}
+    logs: dict[tuple, list] = {}
+    fits: list[tuple] = []
     results = evaluate_variants(
-        train, synthetic, test, quick(steps=30), n_classes=3, seed=0, device=CPU,
-        log_for=lambda v: (lambda m, step: logs.setdefault(v, []).append((step, m))),
+        train, synthetic, test, quick(steps=30, seeds=2, bootstrap=200), n_classes=3, seed=0,
+        device=CPU,
+        log_for=lambda v, s: (lambda m, step: logs.setdefault((v, s), []).append((step, m))),
+        on_fit=lambda v, s: fits.append((v, s)),
     )
-    return results, logs, test
+    return results, logs, fits, test
 
 
-def test_evaluate_variants_trains_real_and_real_plus_synthetic(comparison) -> None:
-    results, logs, test = comparison
-    assert list(results) == ["real", "gan"]
-    real, gan = results["real"], results["gan"]
-    assert real.metrics["n_train"] == 20 and gan.metrics["n_train"] == 36
-    assert real.train_counts == {0: 12, 1: 6, 2: 2}
-    assert gan.train_counts == {0: 12, 1: 12, 2: 12}
-    assert sorted(logs) == ["gan", "real"]
-    assert [step for step, _ in logs["real"]] == [30]
+def test_every_variant_runs_with_its_training_set(comparison) -> None:
+    results, logs, fits, _ = comparison
+    assert list(results) == list(ALL)
+    counts = {name: res.train_counts for name, res in results.items()}
+    assert counts["real"] == counts["class_weight"] == {0: 12, 1: 6, 2: 3}
+    assert counts["oversample"] == counts["smote"] == {0: 12, 1: 12, 2: 12}  # balanced
+    assert counts["gan"] == counts["gan_class_weight"] == {0: 12, 1: 12, 2: 12}
+    assert [r.metrics["n_train"] for r in results.values()] == [21, 21, 36, 36, 36, 36]
+    assert fits == [(v, s) for v in ALL for s in (0, 1)]  # every (variant, seed) reported
+    # gan_class_weight's weights are uniform on the balanced set: the same run as gan, not refit
+    assert ("gan_class_weight", 0) not in logs and [st for st, _ in logs[("real", 0)]] == [30]
+    np.testing.assert_array_equal(results["gan"].probas, results["gan_class_weight"].probas)
+    assert not np.array_equal(results["real"].probas, results["class_weight"].probas)
 
 
-def test_every_variant_is_scored_on_the_same_test_split(comparison) -> None:
-    results, _, test = comparison
-    for res in results.values():
+def test_metrics_are_seed_means_in_range_with_intervals(comparison) -> None:
+    results, _, _, test = comparison
+    for name, res in results.items():
         m = res.metrics
-        for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "minority_recall"):
+        assert m["n_seeds"] == 2 and len(res.per_seed) == 2 and res.probas.shape == (2, 15, 3)
+        for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "minority_recall",
+                    "minority_precision"):
             assert 0.0 <= m[key] <= 1.0, key
-        assert sorted(m["recall"]) == [0, 1, 2]
-        assert m["minority_recall"] == m["recall"][2]  # class 2 is the rarest in training
-        assert len(res.confusion) == len(test.labels)
+            assert m[key] == pytest.approx(np.mean([p[key] for p in res.per_seed])), key
+        assert m["minority_class"] == 2 and m["minority_recall"] == pytest.approx(m["recall"][2])
+        lo, hi = m["balanced_accuracy_ci95"]
+        assert 0.0 <= lo <= m["balanced_accuracy"] + 0.05 and m["balanced_accuracy"] - 0.05 <= hi <= 1
+        assert lo <= hi
         np.testing.assert_array_equal(res.confusion["actual"].to_numpy(), test.labels)
-        acc = (res.confusion["actual"] == res.confusion["predicted"]).mean()
-        assert m["accuracy"] == pytest.approx(acc)
+        assert res.roc["fpr"].iloc[0] == 0 and res.roc["tpr"].iloc[-1] == 1
+        if name == "real":
+            assert "vs_real" not in m
+        else:
+            vs = m["vs_real"]
+            assert vs["balanced_accuracy_delta"] == pytest.approx(
+                m["balanced_accuracy"] - results["real"].metrics["balanced_accuracy"])
+            dlo, dhi = vs["balanced_accuracy_delta_ci95"]
+            assert -1 <= dlo <= dhi <= 1
+
+
+def test_smote_and_oversampling_balance_the_counts() -> None:
+    train = Split(*make_images([20, 7, 4], seed=0))
+    empty = Split(*make_images([0, 0, 0]))
+    for name in ("oversample", "smote"):
+        data = VARIANTS[name](train, empty, n_classes=3, seed=0)
+        assert np.bincount(data.labels).tolist() == [20, 20, 20]
+        assert data.images.dtype == np.uint8 and data.images.shape[1:] == train.images.shape[1:]
+    over = VARIANTS["oversample"](train, empty, n_classes=3, seed=0)
+    real_rows = {img.tobytes() for img in train.images}
+    assert all(img.tobytes() in real_rows for img in over.images)  # copies only
+    smote = VARIANTS["smote"](train, empty, n_classes=3, seed=0)
+    new = [img for img in smote.images if img.tobytes() not in real_rows]
+    assert len(new) > 0  # SMOTE interpolates new images
+
+
+def test_class_weights_are_inverse_frequency() -> None:
+    train = Split(*make_images([30, 10, 5], seed=0))
+    data = VARIANTS["class_weight"](train, Split(*make_images([0, 0, 0])), n_classes=3, seed=0)
+    np.testing.assert_allclose(data.class_weights, [45 / 90, 45 / 30, 45 / 15])
+
+
+def test_smote_needs_two_images_per_class() -> None:
+    train = Split(*make_images([10, 1], seed=0))
+    with pytest.raises(PipelineError, match="smote needs at least 2"):
+        VARIANTS["smote"](train, Split(*make_images([0, 0])), n_classes=2, seed=0)
+
+
+def test_bootstrap_recalls_known_answer() -> None:
+    y = np.array([0, 0, 1, 1])
+    preds = np.array([[0, 1, 1, 1]])  # class 0: 1/2 right, class 1: 2/2
+    weights = np.array([[1, 1, 1, 1], [2, 0, 1, 1], [0, 2, 0, 2]], dtype=float)
+    r = bootstrap_recalls(preds, y, weights, 2)
+    np.testing.assert_allclose(r[:, 0, :], [[0.5, 1.0], [1.0, 1.0], [0.0, 1.0]])
+
+
+def test_binary_tasks_report_sensitivity_and_specificity() -> None:
+    train = Split(*make_images([12, 4], seed=0))
+    test = Split(*make_images([6, 6], seed=2))
+    res = evaluate_variants(train, Split(*make_images([0, 8], seed=1)), test,
+                            quick(steps=20, seeds=1, variants=["real"], bootstrap=50),
+                            n_classes=2, seed=0, device=CPU)["real"].metrics
+    assert res["minority_class"] == 1
+    assert res["sensitivity"] == res["recall"][1] and res["specificity"] == res["recall"][0]
+
+
+def test_resnet18_classifier_trains_on_small_inputs() -> None:
+    x, y = make_images([6, 6], seed=0)
+    model = train_classifier(x, y, quick(steps=2, classifier="resnet18", batch_size=4),
+                             n_classes=2, seed=0, device=CPU)
+    assert predict_proba(model, x, device=CPU).shape == (12, 2)
+    assert model.conv1.stride == (1, 1)  # small-input stem
 
 
 def test_only_the_listed_variants_run() -> None:
     train = Split(*make_images([6, 6]))
     results = evaluate_variants(train, Split(*make_images([0, 0])), train,
-                                quick(steps=2, variants=["gan"]), n_classes=2, seed=0, device=CPU)
+                                quick(steps=2, seeds=1, variants=["gan"]), n_classes=2, seed=0,
+                                device=CPU)
     assert list(results) == ["gan"]
     assert results["gan"].metrics["n_train"] == 12  # no synthetic images: the real ones only
-
-
-def test_variant_registry() -> None:
-    real = Split(np.zeros((2, 8, 8, 1), np.uint8), np.array([0, 1]))
-    synth = Split(np.ones((3, 8, 8, 1), np.uint8), np.array([1, 1, 1]))
-    assert sorted(VARIANTS) == ["gan", "real"]
-    assert VARIANTS["real"](real, synth) is real
-    both = VARIANTS["gan"](real, synth)
-    assert both.labels.tolist() == [0, 1, 1, 1, 1]
-    assert both.images.shape == (5, 8, 8, 1) and both.images[2:].min() == 1
+    assert "balanced_accuracy_ci95" in results["gan"].metrics

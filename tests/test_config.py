@@ -11,6 +11,7 @@ import yaml
 
 from conftest import REPO
 from pipeline.config import (
+    VARIANT_NAMES,
     Config,
     PrepareConfig,
     TrainGanConfig,
@@ -62,7 +63,8 @@ def test_empty_file_gives_the_documented_defaults(tmp_path: Path) -> None:
     assert (cfg.prepare.val_fraction, cfg.prepare.min_fraction) == (0.15, 0.08)
     assert (cfg.generate.target, cfg.generate.ratio) == ("majority", 1.0)
     assert cfg.generate.batch_size == 512
-    assert (cfg.evaluate.steps, cfg.evaluate.variants) == (1500, ("real", "gan"))
+    assert (cfg.evaluate.steps, cfg.evaluate.variants) == (1500, VARIANT_NAMES)
+    assert (cfg.evaluate.seeds, cfg.evaluate.classifier) == (3, "cnn")
 
 
 def test_a_partial_section_keeps_the_other_defaults(tmp_path: Path) -> None:
@@ -132,7 +134,8 @@ def test_wrong_types_are_errors_naming_the_key(tmp_path: Path, text: str, expect
     ("data:\n  source: webcam\n", "data.source: 'webcam' (str)", "digits"),
     ("train_gan:\n  diffaugment: [translation, flip]\n", "train_gan.diffaugment[1]: 'flip' (str)",
      "translation, cutout, color"),
-    ("evaluate:\n  variants: [real, smote]\n", "evaluate.variants[1]: 'smote' (str)", "real, gan"),
+    ("evaluate:\n  variants: [real, smot]\n", "evaluate.variants[1]: 'smot' (str)",
+     "real, class_weight, oversample, smote, gan, gan_class_weight"),
 ])
 def test_values_outside_a_choice_list_the_allowed_values(
     tmp_path: Path, text: str, key: str, allowed: str

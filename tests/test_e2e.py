@@ -27,7 +27,7 @@ OUTPUT_DIRS = ("data", "models", "metrics", "plots")
 TINY = dict(
     train_gan={"steps": 20, "width": 8, "batch_size": 32, "log_every": 5, "device": "cpu"},
     generate={"device": "cpu"},
-    evaluate={"steps": 20, "width": 8, "device": "cpu"},
+    evaluate={"steps": 20, "width": 8, "device": "cpu", "seeds": 2, "bootstrap": 100},
 )
 
 
@@ -141,27 +141,37 @@ def test_generator_checkpoint_and_training_curves(pipeline: Pipeline) -> None:
     assert m["final_d_loss"] == pytest.approx(losses["d_loss"].iloc[-1])
 
 
-def test_evaluate_scores_both_variants(pipeline: Pipeline) -> None:
+VARIANTS = ["class_weight", "gan", "gan_class_weight", "oversample", "real", "smote"]
+
+
+def test_evaluate_scores_every_variant(pipeline: Pipeline) -> None:
     project = pipeline.project
     m = pipeline.json("metrics/evaluate.json")
     _, train = load_split(project / "data/prepared/train.npz")
     _, synthetic = load_split(project / "data/synthetic/synthetic.npz")
     _, test = load_split(project / "data/prepared/test.npz")
-    assert sorted(m) == ["gan", "real"]
+    assert sorted(m) == VARIANTS
     for variant, res in m.items():
-        for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "minority_recall"):
+        for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "minority_recall",
+                    "minority_precision"):
             assert 0.0 <= res[key] <= 1.0, (variant, key)
+        lo, hi = res["balanced_accuracy_ci95"]
+        assert 0.0 <= lo <= hi <= 1.0 and res["n_seeds"] == 2
         assert sorted(res["recall"], key=int) == [str(c) for c in range(10)]
         assert all(0.0 <= r <= 1.0 for r in res["recall"].values())
+        assert ("vs_real" in res) == (variant != "real")
         confusion = pd.read_csv(project / f"plots/evaluate/confusion_{variant}.csv")
         assert list(confusion.columns) == ["actual", "predicted"]
         assert len(confusion) == len(test)
         np.testing.assert_array_equal(confusion["actual"].to_numpy(), test)
-        assert res["accuracy"] == pytest.approx((confusion.actual == confusion.predicted).mean())
-    assert m["real"]["n_train"] == len(train)
+        roc = pd.read_csv(project / f"plots/evaluate/roc_{variant}.csv")
+        assert (np.diff(roc["fpr"]) >= 0).all() and roc["tpr"].iloc[-1] == 1.0
+    majority = np.bincount(train).max()
+    assert m["real"]["n_train"] == m["class_weight"]["n_train"] == len(train)
     assert m["gan"]["n_train"] == len(train) + len(synthetic)
+    assert m["oversample"]["n_train"] == m["smote"]["n_train"] == 10 * majority
     recall = pd.read_csv(project / "plots/evaluate/recall.csv")
-    assert len(recall) == 10
+    assert len(recall) == 10 and sorted(recall.columns) == sorted(["class", *VARIANTS])
 
 
 def test_mlflow_has_one_finished_run_per_stage_under_one_pipeline_parent(
@@ -201,15 +211,21 @@ def test_mlflow_evaluate_has_one_child_run_per_variant(pipeline: Pipeline) -> No
                     if "augmentation" not in r.data.tags)
     metrics = pipeline.json("metrics/evaluate.json")
     children = pipeline.runs(f"tags.mlflow.parentRunId = '{evaluate.info.run_id}'")
-    assert sorted(r.data.tags["augmentation"] for r in children) == ["gan", "real"]
+    assert sorted(r.data.tags["augmentation"] for r in children) == VARIANTS
     for child in children:
         variant = child.data.tags["augmentation"]
-        assert child.info.status == "FINISHED"
+        assert child.info.status == "FINISHED" and child.data.tags["kind"] == "variant"
         assert child.data.params["variant"] == variant
         assert child.data.params["n_train"] == str(metrics[variant]["n_train"])
         assert child.data.metrics["balanced_accuracy"] == pytest.approx(
             metrics[variant]["balanced_accuracy"])
+        assert child.data.metrics["balanced_accuracy_ci95_lo"] == pytest.approx(
+            metrics[variant]["balanced_accuracy_ci95"][0])
         assert child.data.metrics["recall.9"] == pytest.approx(metrics[variant]["recall"]["9"])
+        seeds = pipeline.runs(f"tags.mlflow.parentRunId = '{child.info.run_id}'")
+        assert sorted(r.data.tags["seed"] for r in seeds) == ["0", "1"]
+        mean = np.mean([r.data.metrics["balanced_accuracy"] for r in seeds])
+        assert mean == pytest.approx(metrics[variant]["balanced_accuracy"])
 
 
 def test_a_second_repro_runs_nothing_and_changes_nothing(pipeline: Pipeline) -> None:

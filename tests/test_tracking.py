@@ -161,11 +161,11 @@ def test_tracking_uri_defaults_to_a_sqlite_file_in_the_project(
 
 def test_flatten_gives_dotted_numeric_leaves() -> None:
     nested = {"a": {"b": {"c": 1}, "d": 2.5}, "e": 3, "name": "x", "flag": True,
-              "nan": float("nan"), "inf": float("inf"), "list": [1, 2], "none": None,
+              "nan": float("nan"), "inf": float("inf"), "ci95": [0.25, 0.75], "list": [1, 2, 3], "none": None,
               "recall": {0: 0.5, 1: 1}}
     flat = flatten(nested)
     assert flat == {"a.b.c": 1.0, "a.d": 2.5, "e": 3.0, "inf": math.inf,
-                    "recall.0": 0.5, "recall.1": 1.0}
+                    "recall.0": 0.5, "recall.1": 1.0, "ci95_lo": 0.25, "ci95_hi": 0.75}
     assert all(isinstance(v, float) for v in flat.values())
     assert flatten({"x": 1}, prefix="train.") == {"train.x": 1.0}
 

@@ -38,3 +38,19 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))  # (B, n_classes) logits
+
+
+def resnet18_small(*, channels: int, n_classes: int, image_size: int, width: int = 64) -> nn.Module:
+    """torchvision's ResNet-18, randomly initialised (no download), adapted to small inputs: a 3x3
+    stride-1 stem and no max-pool, so an 8x8 or 28x28 image is not pooled away in the stem.
+    `width` is accepted for a uniform signature; ResNet-18 keeps its own widths."""
+    from torchvision.models import resnet18
+
+    model = resnet18(weights=None, num_classes=n_classes)
+    model.conv1 = nn.Conv2d(channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+    return model
+
+
+# params `evaluate.classifier` -> constructor(channels=, n_classes=, image_size=, width=)
+CLASSIFIERS = {"cnn": SmallCNN, "resnet18": resnet18_small}
