@@ -11,7 +11,6 @@ configuration: seconds per stage and the evaluate metrics per variant.
 from __future__ import annotations
 
 import argparse
-import copy
 import platform
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from overrides import with_overrides
 
 from pipeline.balance import balance_plan
 from pipeline.config import Config, parse_config
@@ -31,15 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def config_with(overrides: list[str]) -> Config:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params = copy.deepcopy(params)
-    for item in overrides:
-        key, value = item.split("=", 1)
-        *path, last = key.split(".")
-        node = params
-        for p in path:
-            node = node[p]
-        node[last] = yaml.safe_load(value)
+    params = with_overrides(yaml.safe_load((ROOT / "params.yaml").read_text()), overrides)
     return parse_config(params, source=f"params.yaml + {overrides}")
 
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import yaml
+from overrides import with_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 COPY = ["pipeline", "stages", "params.yaml", "dvc.yaml", "pyproject.toml", ".dvc/config", "data/raw",
@@ -34,14 +35,7 @@ def make_copy(dest: Path, overrides: list[str]) -> None:
         elif src.exists():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
-    params = yaml.safe_load((dest / "params.yaml").read_text())
-    for item in overrides:
-        key, value = item.split("=", 1)
-        *path, last = key.split(".")
-        node = params
-        for p in path:
-            node = node[p]
-        node[last] = yaml.safe_load(value)
+    params = with_overrides(yaml.safe_load((dest / "params.yaml").read_text()), overrides)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost",

@@ -2,8 +2,8 @@
 
 Every variant gets the same classifier, step budget and seeds; only its training set (and, for the
 class_weight variants, the loss weights) differ. Point estimates are seed means on the untouched
-test split; 95% intervals come from one shared bootstrap of the test images (paired across
-variants, so differences against `real` get their own interval).
+test split; 95% intervals come from one shared two-level bootstrap (test images and training
+seeds), paired across variants, so differences against `real` get their own interval.
 """
 
 from __future__ import annotations
@@ -196,14 +196,19 @@ def add_intervals(
     seed: int,
 ) -> None:
     """95% percentile intervals of the seed-mean balanced accuracy and minority recall, and of
-    their paired differences against `real`, from one bootstrap of the test images."""
+    their paired differences against `real`, from one bootstrap of test images and seeds."""
     if n_boot == 0:
         return
-    n, n_classes = len(y_true), next(iter(results.values())).probas.shape[2]
-    weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot)
+    n_seeds, n, n_classes = next(iter(results.values())).probas.shape
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)  # (B, N) test resamples
+    # Two-level bootstrap: seeds are resampled too, so the intervals cover training-seed noise
+    # as well as test-set noise. Same draws for every variant: paired differences.
+    picks = rng.integers(0, n_seeds, size=(n_boot, n_seeds))[:, :, None]  # (B, S, 1)
     draws = {}
     for name, res in results.items():
         recalls = bootstrap_recalls(res.probas.argmax(axis=2), y_true, weights, n_classes)
+        recalls = np.take_along_axis(recalls, picks, axis=1)  # (B, S, K)
         draws[name] = {"balanced_accuracy": np.nanmean(recalls, axis=2).mean(axis=1),
                        "minority_recall": recalls[:, :, minority].mean(axis=1)}
     for name, res in results.items():

@@ -170,9 +170,10 @@ def _experiment(client: Any, root: Path) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    location = None
-    if not os.environ.get("MLFLOW_TRACKING_URI"):  # local store: keep artifacts beside mlflow.db
-        location = (root.resolve() / "mlartifacts").as_uri()
+    location = None  # a server decides (it proxies artifacts to its own store)
+    uri = tracking_uri(root)
+    if uri.startswith("sqlite:///"):  # a local file store: keep artifacts beside the database
+        location = (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
     return client.create_experiment(name, artifact_location=location)
 
 

@@ -22,7 +22,7 @@ from pipeline.gan.train import sample
 pytestmark = pytest.mark.e2e
 
 DVC = str(VENV_BIN / "dvc")
-STAGES = ["prepare", "train_gan", "generate", "evaluate"]
+STAGES = ["prepare", "train_gan", "generate", "evaluate", "report"]
 OUTPUT_DIRS = ("data", "models", "metrics", "plots")
 TINY = dict(
     train_gan={"steps": 20, "width": 8, "batch_size": 32, "log_every": 5, "device": "cpu"},
@@ -263,4 +263,4 @@ def test_changing_train_gan_steps_invalidates_it_and_what_follows_but_not_prepar
     assert status == {"train_gan": [{"changed deps": {"params.yaml": {"train_gan": "modified"}}}]}
     # `dvc repro` reruns a changed stage and everything downstream of it
     downstream = descendants(other.dvc("dag", "--dot").stdout, "train_gan")
-    assert downstream == {"generate", "evaluate"}  # and so not prepare
+    assert downstream == {"generate", "evaluate", "report"}  # and so not prepare

@@ -264,7 +264,7 @@ def pipeline_modules(path: Path, seen: set[str] | None = None) -> set[str]:
 
 @pytest.mark.parametrize("stage", [
     "prepare", "train_gan", "generate",
-    "evaluate",
+    "evaluate", "report",
 ])
 def test_deps_cover_every_pipeline_module_the_stage_runs(stage: str) -> None:
     deps = DVC["stages"][stage]["deps"]
