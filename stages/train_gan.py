@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from pipeline.artifacts import grid_scale, image_grid, load_split, save_csv, save_json, save_png
 from pipeline.cli import run_stage
@@ -26,8 +27,17 @@ def main(args: argparse.Namespace) -> None:
         run.log_params({"seed": cfg.seed, **as_flat_dict(gcfg, "train_gan."),
                         "device_used": str(device), "n_train": len(labels)})
         history: list[tuple[int, dict]] = []
+        bar = tqdm(total=gcfg.steps, desc="train_gan", unit="step", mininterval=1.0,
+                   dynamic_ncols=True)
+
+        def log(metrics: dict, step: int) -> None:
+            history.append((step, metrics))
+            bar.update(step - bar.n)
+            bar.set_postfix(d_loss=f"{metrics['d_loss']:.3f}", g_loss=f"{metrics['g_loss']:.3f}")
+
         result = fit(images, labels, gcfg, n_classes=n_classes, seed=cfg.seed, device=device,
-                     log=lambda m, step: (history.append((step, m)), _progress(m, step, gcfg.steps)))
+                     log=log)
+        bar.close()
         run.log_history(history)
         state = result.state
         save_generator(args.checkpoint, state, gcfg, seed=cfg.seed)
@@ -51,12 +61,6 @@ def main(args: argparse.Namespace) -> None:
                      Path(args.plots) / "losses.csv"):
             run.log_artifact(path)
     print(f"train_gan: {state.step} steps in {result.seconds:.1f}s on {device}")
-
-
-def _progress(metrics: dict, step: int, total: int) -> None:
-    if step % max(1, total // 10) < 1 or step == total:
-        print(f"train_gan: step {step}/{total} " +
-              " ".join(f"{k}={v:.3f}" for k, v in metrics.items()), flush=True)
 
 
 if __name__ == "__main__":
