@@ -24,7 +24,7 @@ def main(args: argparse.Namespace) -> None:
     n_classes = int(max(train.labels.max(), test.labels.max())) + 1
     histories: dict[tuple[str, int], list] = {}
     bar = tqdm(total=len(ecfg.variants) * ecfg.seeds, desc="evaluate", unit="fit",
-               mininterval=1.0, dynamic_ncols=True)
+               mininterval=1.0, dynamic_ncols=True, disable=None)
     results = evaluate_variants(
         train, synthetic, test, ecfg, n_classes=n_classes, seed=cfg.seed, device=device,
         log_for=lambda v, s: (lambda m, step: histories.setdefault((v, s), []).append((step, m))),

@@ -27,17 +27,20 @@ def main(args: argparse.Namespace) -> None:
         run.log_params({"seed": cfg.seed, **as_flat_dict(gcfg, "train_gan."),
                         "device_used": str(device), "n_train": len(labels)})
         history: list[tuple[int, dict]] = []
+        # disable=None: a bar on a terminal, nothing in captured logs (CI, files)
         bar = tqdm(total=gcfg.steps, desc="train_gan", unit="step", mininterval=1.0,
-                   dynamic_ncols=True)
+                   dynamic_ncols=True, disable=None)
 
         def log(metrics: dict, step: int) -> None:
             history.append((step, metrics))
             bar.update(step - bar.n)
             bar.set_postfix(d_loss=f"{metrics['d_loss']:.3f}", g_loss=f"{metrics['g_loss']:.3f}")
 
-        result = fit(images, labels, gcfg, n_classes=n_classes, seed=cfg.seed, device=device,
-                     log=log)
-        bar.close()
+        try:
+            result = fit(images, labels, gcfg, n_classes=n_classes, seed=cfg.seed,
+                         device=device, log=log)
+        finally:
+            bar.close()  # before any error line, so the error starts on a line of its own
         run.log_history(history)
         state = result.state
         save_generator(args.checkpoint, state, gcfg, seed=cfg.seed)
