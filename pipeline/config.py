@@ -95,7 +95,7 @@ class TrainGanConfig:
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     spectral_norm: bool = True  # on every discriminator layer
-    balanced_sampling: bool = False  # draw training batches uniformly over classes, not images
+    balanced_sampling: bool = True  # draw training batches uniformly over classes, not images
     diffaugment: tuple[Literal["translation", "cutout", "color"], ...] = ()
     ema_decay: float = 0.999  # generator weights used for sampling are an EMA of training weights
     log_every: int = 50
