@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -9,8 +10,8 @@ import torch.nn.functional as F
 
 
 class GanLoss(NamedTuple):
-    d: callable  # (real_logits (B,), fake_logits (B,)) -> scalar
-    g: callable  # (fake_logits (B,)) -> scalar
+    d: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (real (B,), fake (B,)) -> scalar
+    g: Callable[[torch.Tensor], torch.Tensor]  # (fake_logits (B,)) -> scalar
 
 
 def _bce_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
