@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pipeline.data.transforms import luma, resample_method
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 SUFFIXES = IMAGE_SUFFIXES | DICOM_SUFFIXES
@@ -67,12 +69,10 @@ def fit_image(pixels: np.ndarray, *, size: int, channels: int) -> np.ndarray:
         raise BadImage(f"unsupported pixel array shape {pixels.shape}")
     pixels = to_uint8(pixels)
     if pixels.ndim == 3 and channels == 1:
-        luma = pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        pixels = np.clip(np.rint(luma), 0, 255).astype(np.uint8)
+        pixels = luma(pixels)
     img = Image.fromarray(pixels)
     if img.size != (size, size):
-        method = Image.Resampling.BOX if size < min(img.size) else Image.Resampling.BICUBIC
-        img = img.resize((size, size), method)
+        img = img.resize((size, size), resample_method(size, *img.size))
     out = np.asarray(img)
     if out.ndim == 2:
         out = out[:, :, None]
