@@ -7,14 +7,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.config import EvaluateConfig
+from pipeline.config import EvaluateConfig, FeaturesConfig
 from pipeline.models import CLASSIFIERS
 from pipeline.pixels import to_unit
 from pipeline import LogFn
 
 
+def inverse_frequency(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """scikit-learn's 'balanced' weights: n / (K * n_c); 0 for absent classes."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    return np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0.0)
+
+
 def train_classifier(
-    images: np.ndarray, labels: np.ndarray, cfg: EvaluateConfig, *, n_classes: int, seed: int,
+    images: np.ndarray, labels: np.ndarray, cfg: EvaluateConfig | FeaturesConfig, *, n_classes: int, seed: int,
     device: torch.device, class_weights: np.ndarray | None = None,
     log: LogFn = lambda metrics, step: None,
 ) -> nn.Module:

@@ -84,9 +84,31 @@ class PrepareConfig:
 
 
 @dataclass(frozen=True)
+class FeaturesConfig:
+    """The in-project feature extractor behind fid_domain, kid_domain, PRDC, TSTR and the
+    memorization audit: a small CNN trained on the real training split (no downloaded weights).
+    The same budget trains the TSTR classifier on synthetic images."""
+
+    width: int = 32
+    steps: int = 500
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    classifier: Literal["cnn"] = "cnn"  # its penultimate layer gives the features
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for key in ("width", "steps"):
+            _check(getattr(self, key) > 0, f"features.{key}", "must be > 0")
+        _check(self.batch_size >= 2, "features.batch_size", "must be >= 2 (BatchNorm needs 2)")
+        _check(self.lr > 0, "features.lr", "must be > 0")
+        _check(self.device in DEVICES, "features.device", f"must be one of {', '.join(DEVICES)}")
+
+
+@dataclass(frozen=True)
 class TrainGanConfig:
     arch: Literal["dcgan", "mlp"] = "dcgan"
-    loss: Literal["bce", "hinge"] = "hinge"
+    loss: Literal["bce", "hinge", "wgan-gp"] = "hinge"
     latent_dim: int = 64
     width: int = 64  # channels of the widest conv layer / hidden units scale
     steps: int = 3000  # discriminator+generator updates
@@ -98,12 +120,20 @@ class TrainGanConfig:
     balanced_sampling: bool = True  # draw training batches uniformly over classes, not images
     diffaugment: tuple[Literal["translation", "cutout", "color"], ...] = ()
     ema_decay: float = 0.999  # generator weights used for sampling are an EMA of training weights
+    d_steps: int = 1  # discriminator (critic) updates per generator update; WGAN-GP uses 5
+    gp_weight: float = 10.0  # loss wgan-gp: weight of the gradient penalty
+    r1_gamma: float = 0.0  # R1 penalty on real images (0 = off), any loss
+    eval_every: int = 500  # quality metrics (fid_domain, ...) every N steps and at the end; 0 = end
+    checkpoint_every: int = 250  # resumable training state every N steps and at the end
     log_every: int = 50
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        for key in ("latent_dim", "width", "steps", "log_every"):
+        for key in ("latent_dim", "width", "steps", "log_every", "d_steps", "checkpoint_every"):
             _check(getattr(self, key) > 0, f"train_gan.{key}", "must be > 0")
+        _check(self.eval_every >= 0, "train_gan.eval_every", "must be >= 0 (0 = only at the end)")
+        _check(self.gp_weight >= 0, "train_gan.gp_weight", "must be >= 0")
+        _check(self.r1_gamma >= 0, "train_gan.r1_gamma", "must be >= 0")
         _check(self.batch_size >= 2, "train_gan.batch_size", "must be >= 2 (BatchNorm needs 2)")
         _check(self.lr_g > 0 and self.lr_d > 0, "train_gan.lr_g/lr_d", "must be > 0")
         _check(all(0 <= b < 1 for b in self.betas), "train_gan.betas", "each must be in [0, 1)")
@@ -120,10 +150,18 @@ class GenerateConfig:
     target: Literal["majority", "count", "ratio"] = "majority"
     count: int = 0
     ratio: float = 1.0
+    # Memorization audit (always measured): a synthetic image closer (in feature space) to a
+    # training image than 99% of real test images are is "memorized"; true = draw a replacement.
+    reject_memorized: bool = True
+    # Quality gate: drop a synthetic image that the real-data classifier puts in another class with
+    # at least this confidence, and draw a replacement (0 = off).
+    quality_gate: float = 0.0
     batch_size: int = 512
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        _check(0 <= self.quality_gate < 1, "generate.quality_gate",
+               "must be in [0, 1) (0 = off; e.g. 0.9 drops confidently wrong-class samples)")
         if self.target == "count":
             _check(self.count > 0, "generate.count", "must be > 0 when generate.target is count")
         _check(self.ratio > 0, "generate.ratio", "must be > 0")
@@ -170,6 +208,7 @@ class Config:
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
     train_gan: TrainGanConfig = field(default_factory=TrainGanConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)

@@ -20,7 +20,7 @@ from sklearn.metrics import precision_score, roc_curve
 
 from pipeline import LogFn
 from pipeline.artifacts import Split
-from pipeline.classify import predict_proba, train_classifier
+from pipeline.classify import inverse_frequency, predict_proba, train_classifier
 from pipeline.config import EvaluateConfig
 from pipeline.errors import PipelineError
 from pipeline.metrics import classification_metrics, confusion_table
@@ -31,12 +31,6 @@ class TrainingSet:
     images: np.ndarray  # (N, H, W, C) uint8
     labels: np.ndarray  # (N,) int64
     class_weights: np.ndarray | None = None  # (K,) loss weights, or None for plain CE
-
-
-def inverse_frequency(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """scikit-learn's 'balanced' weights: n / (K * n_c); 0 for absent classes."""
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    return np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0.0)
 
 
 def _real(train: Split, synth: Split, *, n_classes: int, seed: int) -> TrainingSet:

@@ -1,4 +1,5 @@
-"""DVC stage `generate`: generator + train class counts -> synthetic.npz that balances the classes."""
+"""DVC stage `generate`: generator + train class counts -> synthetic.npz that balances the classes,
+with a memorization audit (and optional quality gate) on every image (pipeline/synthesize.py)."""
 
 import argparse
 from pathlib import Path
@@ -14,17 +15,22 @@ from pipeline.balance import balance_plan
 from pipeline.cli import run_stage
 from pipeline.config import as_flat_dict, load_config
 from pipeline.device import resolve_device
+from pipeline.features import load_extractor
 from pipeline.gan.checkpoint import load_generator
-from pipeline.gan.train import sample
+from pipeline.synthesize import synthesize
 
 GRID_PER_CLASS = 8
+CLOSEST_PAIRS = 8
 
 
 def main(args: argparse.Namespace) -> None:
     cfg = load_config(args.params)
     gcfg, device = cfg.generate, resolve_device(cfg.generate.device)
-    images, labels = load_split(Path(args.data) / "train.npz")
+    data = Path(args.data)
+    images, labels = load_split(data / "train.npz")
+    test_images, _ = load_split(data / "test.npz")
     G, ckpt = load_generator(args.checkpoint, device=device)
+    extractor, _ = load_extractor(args.features, device=device)
     n_classes = ckpt["model_kwargs"]["n_classes"]
     before = {c: int(n) for c, n in enumerate(np.bincount(labels, minlength=n_classes))}
     plan = balance_plan(before, target=gcfg.target, count=gcfg.count, ratio=gcfg.ratio)
@@ -33,29 +39,36 @@ def main(args: argparse.Namespace) -> None:
 
     with stage_run("generate", params_digest=cfg.digest) as run:
         run.log_params({"seed": cfg.seed, **as_flat_dict(gcfg, "generate.")})
-        synth_labels = np.repeat(np.arange(n_classes), [plan[c] for c in range(n_classes)])
-        # Image i is G(z_i, label_i) with z_i drawn from its own seed: reproducible one by one.
-        seeds = cfg.seed * 2**32 + np.arange(len(synth_labels), dtype=np.int64)
-        synth = sample(G, synth_labels, seeds, latent_dim=ckpt["model_kwargs"]["latent_dim"],
-                       device=device, batch_size=gcfg.batch_size)
+        synth = synthesize(
+            G, plan, latent_dim=ckpt["model_kwargs"]["latent_dim"], seed=cfg.seed,
+            device=device, extractor=extractor, train_images=images, test_images=test_images,
+            reject_memorized=gcfg.reject_memorized, quality_gate=gcfg.quality_gate,
+            batch_size=gcfg.batch_size,
+        )
         digest = file_sha256(args.checkpoint)
-        manifest = pd.DataFrame({"index": np.arange(len(synth_labels)), "label": synth_labels,
-                                 "seed": seeds, "checkpoint_sha256": digest})
+        manifest = pd.DataFrame({"index": np.arange(len(synth.labels)), "label": synth.labels,
+                                 "seed": synth.seeds, "checkpoint_sha256": digest})
         with atomic_dir(args.out) as tmp:
-            save_split(tmp / "synthetic.npz", synth, synth_labels)
+            save_split(tmp / "synthetic.npz", synth.images, synth.labels)
             save_csv(tmp / "manifest.csv", manifest)
-        grid = _real_vs_synthetic(images, labels, synth, synth_labels, n_classes)
-        save_png(Path(args.plots) / "real_vs_synthetic.png", grid)
+        plots = Path(args.plots)
+        grid = _real_vs_synthetic(images, labels, synth.images, synth.labels, n_classes)
+        save_png(plots / "real_vs_synthetic.png", grid)
+        save_png(plots / "closest_pairs.png", _closest_pairs(images, synth))
         after = {c: before[c] + plan[c] for c in range(n_classes)}
-        metrics = {"target": gcfg.target, "n_synthetic": len(synth_labels),
+        metrics = {"target": gcfg.target, "n_synthetic": len(synth.labels),
                    "counts_before": before, "synthetic_per_class": plan, "counts_after": after,
-                   "checkpoint_sha256": digest}
+                   **synth.stats, "checkpoint_sha256": digest}
         save_json(args.metrics, metrics)
         run.log_metrics(metrics)
-        for path in (args.metrics, Path(args.plots) / "real_vs_synthetic.png",
+        for path in (args.metrics, plots / "real_vs_synthetic.png", plots / "closest_pairs.png",
                      Path(args.out) / "manifest.csv"):
             run.log_artifact(path)
-    print(f"generate: {len(synth_labels)} synthetic images; counts after balancing {after}")
+    rate = synth.stats.get("memorization_rate")
+    audit = "" if rate is None else (
+        f"; memorization rate {rate:.3f} (threshold: 1st percentile of test images), "
+        f"acceptance rate {synth.stats['acceptance_rate']:.3f}")
+    print(f"generate: {len(synth.labels)} synthetic images; counts after balancing {after}{audit}")
 
 
 def _real_vs_synthetic(images, labels, synth, synth_labels, n_classes) -> np.ndarray:
@@ -70,9 +83,22 @@ def _real_vs_synthetic(images, labels, synth, synth_labels, n_classes) -> np.nda
     return image_grid(rows, scale=grid_scale(images.shape[1]))
 
 
+def _closest_pairs(images, synth) -> np.ndarray:
+    """Top row: the first draw's synthetic images nearest to a training image (nearest first);
+    bottom row: that training image. A white tile when nothing was generated."""
+    audit = synth.first_audit
+    if audit is None:
+        return image_grid([np.full((1, *images.shape[1:]), 255, np.uint8)])
+    order = np.argsort(audit.distances, kind="stable")[:CLOSEST_PAIRS]
+    return image_grid([synth.first_draw[order], images[audit.nearest[order]]],
+                      scale=grid_scale(images.shape[1]))
+
+
 if __name__ == "__main__":
     run_stage("generate", main, {
-        "data": "folder with train.npz", "checkpoint": "generator checkpoint",
+        "data": "folder with train.npz and test.npz", "checkpoint": "generator checkpoint",
+        "features": "feature-extractor checkpoint",
         "out": "folder for synthetic.npz and manifest.csv",
-        "plots": "folder for real_vs_synthetic.png", "metrics": "JSON metrics file",
+        "plots": "folder for real_vs_synthetic.png and closest_pairs.png",
+        "metrics": "JSON metrics file",
     })

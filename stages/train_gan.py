@@ -1,26 +1,45 @@
-"""DVC stage `train_gan`: train split -> generator checkpoint, per-class sample grid, loss curves."""
+"""DVC stage `train_gan`: train split -> generator checkpoint, quality metrics, sample grid, curves.
+
+The full training state is written to `--state` (outside DVC's outs, so `dvc repro` never deletes
+it) every `train_gan.checkpoint_every` steps: a killed run resumes where it stopped, and raising
+`train_gan.steps` continues a finished run instead of starting over.
+"""
 
 import argparse
+import dataclasses
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline.artifacts import grid_scale, image_grid, load_split, save_csv, save_json, save_png
+from pipeline.artifacts import (
+    file_sha256, grid_scale, image_grid, load_split, save_csv, save_json, save_png,
+)
 from pipeline.cli import run_stage
-from pipeline.config import as_flat_dict, load_config
+from pipeline.config import Config, as_flat_dict, load_config
 from pipeline.device import resolve_device
+from pipeline.features import load_extractor
 from pipeline.gan.checkpoint import save_generator
+from pipeline.gan.quality import QualityProbe
 from pipeline.gan.train import fit, sample
+
 SAMPLES_PER_CLASS = 10
 
 
 def main(args: argparse.Namespace) -> None:
     cfg = load_config(args.params)
     gcfg, device = cfg.train_gan, resolve_device(cfg.train_gan.device)
-    images, labels = load_split(Path(args.data) / "train.npz")
+    data = Path(args.data)
+    images, labels = load_split(data / "train.npz")
+    test_images, test_labels = load_split(data / "test.npz")
     n_classes = int(labels.max()) + 1
+    extractor, extractor_meta = load_extractor(args.features, device=device)
+    probe = QualityProbe(extractor, images, labels, test_images, test_labels, cfg.features,
+                         n_classes=n_classes, latent_dim=gcfg.latent_dim, device=device,
+                         seed=cfg.seed)
     from pipeline.tracking import stage_run
 
     with stage_run("train_gan", params_digest=cfg.digest) as run:
@@ -36,38 +55,70 @@ def main(args: argparse.Namespace) -> None:
             bar.update(step - bar.n)
             bar.set_postfix(d_loss=f"{metrics['d_loss']:.3f}", g_loss=f"{metrics['g_loss']:.3f}")
 
+        def notify(message: str) -> None:
+            tqdm.write(f"train_gan: {message}")
+
         try:
-            result = fit(images, labels, gcfg, n_classes=n_classes, seed=cfg.seed,
-                         device=device, log=log)
+            result = fit(images, labels, gcfg, n_classes=n_classes, seed=cfg.seed, device=device,
+                         log=log, quality=probe, checkpoint=args.state,
+                         resume_key=_resume_key(cfg, device, data / "train.npz", args.features),
+                         notify=notify)
         finally:
             bar.close()  # before any error line, so the error starts on a line of its own
-        run.log_history(history)
-        state = result.state
-        save_generator(args.checkpoint, state, gcfg, seed=cfg.seed)
+        run.log_history([(row["step"], row) for row in result.history])
+        run.log_history([(row["step"], row) for row in result.quality])
+        state, best = result.state, result.best
+        assert best is not None and result.best_state is not None  # quality runs at the last step
+        # The generator that ships is the EMA generator at the step with the lowest fid_domain.
+        state.G_ema.load_state_dict(result.best_state)
+        save_generator(args.checkpoint, state, gcfg, seed=cfg.seed, best_step=int(best["step"]))
         class_labels = np.repeat(np.arange(n_classes), SAMPLES_PER_CLASS)
         fakes = sample(state.G_ema, class_labels, np.arange(len(class_labels)),
                        latent_dim=gcfg.latent_dim, device=device)
         grid = image_grid([fakes[class_labels == c] for c in range(n_classes)],
                           scale=grid_scale(images.shape[1]))
-        save_png(Path(args.plots) / "samples.png", grid)
-        save_csv(Path(args.plots) / "losses.csv", pd.DataFrame(result.history))
+        plots = Path(args.plots)
+        save_png(plots / "samples.png", grid)
+        save_csv(plots / "losses.csv", pd.DataFrame(result.history))
+        save_csv(plots / "quality.csv", pd.DataFrame(result.quality))
         last = result.history[-1]
         metrics = {
-            "steps": state.step, "seconds": round(result.seconds, 2),
-            "images_per_second": round(state.step * gcfg.batch_size / result.seconds, 1),
+            "steps": state.step, "best_step": int(best["step"]),
+            **{k: v for k, v in best.items() if k != "step"},
+            "trtr_balanced_accuracy": extractor_meta["metrics"]["test_balanced_accuracy"],
+            "seconds": round(result.seconds, 2),
+            "images_per_second": round(state.step * gcfg.batch_size * gcfg.d_steps
+                                       / max(result.seconds, 1e-9), 1),
             "final_d_loss": last["d_loss"], "final_g_loss": last["g_loss"],
             "n_train": len(labels), "n_classes": n_classes, "device": str(device),
         }
         save_json(args.metrics, metrics)
         run.log_metrics({k: v for k, v in metrics.items() if k != "device"})
-        for path in (args.metrics, args.checkpoint, Path(args.plots) / "samples.png",
-                     Path(args.plots) / "losses.csv"):
+        for path in (args.metrics, args.checkpoint, plots / "samples.png",
+                     plots / "losses.csv", plots / "quality.csv"):
             run.log_artifact(path)
-    print(f"train_gan: {state.step} steps in {result.seconds:.1f}s on {device}")
+    print(f"train_gan: {state.step} steps in {result.seconds:.1f}s on {device}; kept step "
+          f"{best['step']} (fid_domain {best['fid_domain']:.3f}, tstr balanced accuracy "
+          f"{best['tstr_balanced_accuracy']:.3f})")
+
+
+def _resume_key(cfg: Config, device, train: Path, features: str) -> str:
+    """What a saved training state must match to be continued: every train_gan setting except
+    `steps` (so a finished run can be extended), the seed, the device type and the exact data and
+    feature extractor."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg.train_gan).items() if k != "steps"}
+    payload = json.dumps({"train_gan": settings, "seed": cfg.seed, "device": device.type,
+                          "train": file_sha256(train), "features": file_sha256(features),
+                          "features_cfg": dataclasses.asdict(cfg.features)},
+                         sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 if __name__ == "__main__":
     run_stage("train_gan", main, {
-        "data": "folder with train.npz", "checkpoint": "generator checkpoint to write",
-        "plots": "folder for samples.png and losses.csv", "metrics": "JSON metrics file",
+        "data": "folder with train.npz and test.npz", "features": "feature-extractor checkpoint",
+        "checkpoint": "generator checkpoint to write",
+        "state": "resumable training state (kept between runs; not a DVC output)",
+        "plots": "folder for samples.png, losses.csv and quality.csv",
+        "metrics": "JSON metrics file",
     })

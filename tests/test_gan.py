@@ -79,7 +79,7 @@ def test_a_last_partial_interval_is_logged_too() -> None:
 def test_logged_values_are_means_over_each_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     step = {"n": 0}
 
-    def fake_d_step(state, real, y, z, *, loss, augment):
+    def fake_d_step(state, real, y, z, *, loss, augment, **penalties):
         step["n"] += 1
         n = float(step["n"])
         return torch.tensor(n), torch.tensor(10 * n), torch.tensor(-n)
@@ -145,7 +145,7 @@ def test_non_finite_losses_stop_training_with_a_pipeline_error(
     monkeypatch.setitem(LOSSES, "hinge", broken)
     rows, log = history_logger()
     with pytest.raises(PipelineError,
-                       match=r"losses became non-finite by step 2 .*lower train_gan.lr_d"):
+                       match=r"losses became non-finite by step 2\b.*lower train_gan.lr_d"):
         fit(IMAGES, LABELS, tiny(loss="hinge", steps=6), n_classes=3, seed=0, device=CPU, log=log)
     assert rows == []  # nothing non-finite reached the logger
 

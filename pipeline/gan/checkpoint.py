@@ -20,11 +20,16 @@ from pipeline.models import build_generator
 FORMAT = "imbalance-gan/generator/v1"
 
 
-def save_generator(path: str | Path, state: GanState, cfg: TrainGanConfig, *, seed: int) -> None:
-    """Save the EMA generator with what is needed to rebuild it."""
+def save_generator(
+    path: str | Path, state: GanState, cfg: TrainGanConfig, *, seed: int,
+    best_step: int | None = None,
+) -> None:
+    """Save the EMA generator with what is needed to rebuild it (`best_step`: the training step
+    whose EMA weights these are, when they are the best-by-fid_domain copy, not the last)."""
     save_checkpoint(path, {
         "format": FORMAT, "arch": cfg.arch, "model_kwargs": state.model_kwargs,
         "state_dict": state.G_ema.state_dict(), "step": state.step,
+        "best_step": state.step if best_step is None else best_step,
         "train_gan": json.loads(json.dumps(dataclasses.asdict(cfg))), "seed": seed,
     })
 

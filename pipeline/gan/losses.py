@@ -1,4 +1,8 @@
-"""Adversarial losses on raw discriminator logits, looked up by name (params `train_gan.loss`)."""
+"""Adversarial losses on raw discriminator logits, looked up by name (params `train_gan.loss`).
+
+A loss with `gradient_penalty=True` also needs the critic's gradient norm on real-fake
+interpolates (WGAN-GP, Gulrajani et al. 2017); the training loop computes it (`d_step`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import torch.nn.functional as F
 class GanLoss(NamedTuple):
     d: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (real (B,), fake (B,)) -> scalar
     g: Callable[[torch.Tensor], torch.Tensor]  # (fake_logits (B,)) -> scalar
+    gradient_penalty: bool = False  # add gp_weight * E[(||grad D(x_hat)|| - 1)^2]
 
 
 def _bce_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -30,7 +35,18 @@ def _hinge_g(fake: torch.Tensor) -> torch.Tensor:
     return -fake.mean()
 
 
+def _wgan_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    # Wasserstein critic loss plus a small drift term (Karras et al. 2018) that keeps the critic's
+    # outputs near 0; the output is otherwise unconstrained and can wander off on small data.
+    return fake.mean() - real.mean() + 1e-3 * real.square().mean()
+
+
+def _wgan_g(fake: torch.Tensor) -> torch.Tensor:
+    return -fake.mean()
+
+
 LOSSES: dict[str, GanLoss] = {
     "bce": GanLoss(_bce_d, _bce_g),
     "hinge": GanLoss(_hinge_d, _hinge_g),
+    "wgan-gp": GanLoss(_wgan_d, _wgan_g, gradient_penalty=True),
 }

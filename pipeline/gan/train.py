@@ -12,12 +12,14 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from pipeline import LogFn
+from pipeline.artifacts import load_checkpoint, save_checkpoint
 from pipeline.config import TrainGanConfig
 from pipeline.errors import PipelineError
 from pipeline.gan.augment import diff_augment
@@ -25,7 +27,7 @@ from pipeline.gan.losses import LOSSES, GanLoss
 from pipeline.models import build_discriminator, build_generator
 from pipeline.pixels import to_uint8, to_unit
 
-__all__ = ["FitResult", "GanState", "LogFn", "fit", "sample", "to_uint8", "to_unit"]
+__all__ = ["FitResult", "GanState", "LogFn", "QualityFn", "fit", "sample", "to_uint8", "to_unit"]
 
 
 @dataclass
@@ -39,10 +41,17 @@ class GanState:
     step: int = 0
 
 
+# EMA generator -> quality metrics, at least {"fid_domain": float} (see pipeline/gan/quality.py)
+QualityFn = Callable[[nn.Module], dict[str, float]]
+
+
 @dataclass
 class FitResult:
     state: GanState
     history: list[dict[str, float]] = field(default_factory=list)  # one row per log_every steps
+    quality: list[dict[str, float]] = field(default_factory=list)  # one row per evaluation
+    best: dict[str, float] | None = None  # the quality row with the lowest fid_domain
+    best_state: dict[str, torch.Tensor] | None = None  # EMA generator weights at that step
     seconds: float = 0.0
 
 
@@ -66,16 +75,32 @@ def build_state(
 
 def d_step(
     state: GanState, real: torch.Tensor, y: torch.Tensor, z: torch.Tensor, *,
-    loss: GanLoss, augment: list[str],
+    loss: GanLoss, augment: list[str], gp_weight: float = 10.0, r1_gamma: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One discriminator update. Returns (loss, mean real logit, mean fake logit), on device."""
+    """One discriminator update. Returns (loss, mean real logit, mean fake logit), on device.
+
+    Penalties see the same augmented images as the loss: WGAN-GP's gradient penalty on random
+    interpolates of real and fake, R1 (Mescheder et al. 2018) on the real half.
+    """
     with torch.no_grad():
         fake = state.G(z, y)
     # One discriminator pass over real and fake together: half the kernel launches and spectral-
     # norm power iterations of two passes (D has no BatchNorm, so the result is the same).
-    logits = state.D(diff_augment(torch.cat([real, fake]), augment), torch.cat([y, y]))
+    x = diff_augment(torch.cat([real, fake]), augment)
+    if r1_gamma > 0:
+        x = x.detach().requires_grad_(True)
+    logits = state.D(x, torch.cat([y, y]))
     real_logits, fake_logits = logits.chunk(2)
     d_loss = loss.d(real_logits, fake_logits)
+    if r1_gamma > 0:
+        (grad,) = torch.autograd.grad(real_logits.sum(), x, create_graph=True)
+        d_loss = d_loss + r1_gamma / 2 * grad[: len(real)].square().sum(dim=(1, 2, 3)).mean()
+    if loss.gradient_penalty and gp_weight > 0:
+        x_real, x_fake = x.detach().chunk(2)
+        eps = torch.rand(len(x_real), 1, 1, 1, device=x.device, dtype=x.dtype)
+        x_hat = (eps * x_real + (1 - eps) * x_fake).requires_grad_(True)
+        (grad,) = torch.autograd.grad(state.D(x_hat, y).sum(), x_hat, create_graph=True)
+        d_loss = d_loss + gp_weight * (grad.flatten(1).norm(dim=1) - 1).square().mean()
     state.opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     state.opt_d.step()
@@ -105,8 +130,19 @@ def ema_update(G_ema: nn.Module, G: nn.Module, *, decay: float) -> None:
 def fit(
     images: np.ndarray, labels: np.ndarray, cfg: TrainGanConfig, *, n_classes: int, seed: int,
     device: torch.device, log: LogFn = lambda metrics, step: None,
+    quality: QualityFn | None = None, checkpoint: str | Path | None = None,
+    resume_key: str = "", notify: Callable[[str], None] = lambda message: None,
 ) -> FitResult:
-    """Train a class-conditional GAN on uint8 images (N, H, W, C) with int labels (N,)."""
+    """Train a class-conditional GAN on uint8 images (N, H, W, C) with int labels (N,).
+
+    quality: called with the EMA generator every `cfg.eval_every` steps and at the end; returns
+        metrics including `fid_domain`. The generator with the lowest fid_domain is kept
+        (`FitResult.best_state`); without `quality` the last EMA generator is the result.
+    checkpoint: where the full training state is written atomically every
+        `cfg.checkpoint_every` steps and at the end. If it holds a state for the same `resume_key`
+        (same data and settings), training resumes from it and ends with the same weights as an
+        uninterrupted run (on CPU; GPU kernels may be nondeterministic). `notify` gets one line.
+    """
     torch.manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
     data = torch.from_numpy(images).to(device)  # uint8 on the device: the whole set stays resident
@@ -120,34 +156,126 @@ def fit(
     # then get as many generator and discriminator updates as the majority).
     counts = torch.bincount(targets, minlength=n_classes).float()
     weights = 1.0 / counts[targets] if cfg.balanced_sampling else torch.ones_like(targets).float()
-    result, sums, start = FitResult(state), torch.zeros(4, device=device), time.perf_counter()
-    for step in range(1, cfg.steps + 1):
-        idx = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=gen)
-        real, y = to_unit(data[idx]), targets[idx]
-        z = torch.randn(cfg.batch_size, cfg.latent_dim, device=device, generator=gen)
-        d_loss, d_real, d_fake = d_step(state, real, y, z, loss=loss, augment=augment)
+    result, sums = FitResult(state), torch.zeros(4, device=device)
+    if checkpoint is not None and Path(checkpoint).exists():
+        resumed = _resume(checkpoint, resume_key, cfg.steps, state, result, sums, gen, notify)
+        if resumed:
+            notify(f"resuming from step {state.step} ({checkpoint})")
+    start = time.perf_counter() - result.seconds
+    last_logged = result.history[-1]["step"] if result.history else 0
+    for step in range(state.step + 1, cfg.steps + 1):
+        for _ in range(cfg.d_steps):
+            idx = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=gen)
+            real, y = to_unit(data[idx]), targets[idx]
+            z = torch.randn(cfg.batch_size, cfg.latent_dim, device=device, generator=gen)
+            d_loss, d_real, d_fake = d_step(state, real, y, z, loss=loss, augment=augment,
+                                            gp_weight=cfg.gp_weight, r1_gamma=cfg.r1_gamma)
         z = torch.randn(cfg.batch_size, cfg.latent_dim, device=device, generator=gen)
         g_loss = g_step(state, y, z, loss=loss, augment=augment)
         # EMA warm-up: early on, average over the steps seen so far rather than the random init.
         ema_update(state.G_ema, state.G, decay=min(cfg.ema_decay, (1 + step) / (10 + step)))
         state.step = step
         sums += torch.stack([d_loss, g_loss, d_real, d_fake])
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            n = step - (result.history[-1]["step"] if result.history else 0)
-            row = _log_row(sums / n, step)
+        last = step == cfg.steps
+        if step % cfg.log_every == 0 or last:
+            row = _log_row(sums / (step - last_logged), step, checkpoint)
             sums.zero_()
             result.history.append(row)
+            last_logged = step
             log({k: v for k, v in row.items() if k != "step"}, step)
+        if quality is not None and ((cfg.eval_every and step % cfg.eval_every == 0) or last):
+            _evaluate(quality, result, device)
+        if checkpoint is not None and (step % cfg.checkpoint_every == 0 or last):
+            if not bool(torch.isfinite(sums).all()):  # never overwrite a good state with NaNs
+                raise PipelineError(_nonfinite_message(step, checkpoint))
+            result.seconds = time.perf_counter() - start
+            _save_training_state(checkpoint, resume_key, result, sums, gen)
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _log_row(means: torch.Tensor, step: int) -> dict[str, float]:
+def _evaluate(quality: QualityFn, result: FitResult, device: torch.device) -> None:
+    """Quality metrics of the EMA generator; keeps a copy of the best one by fid_domain.
+
+    The RNG state is forked so that evaluating (which samples and trains a TSTR classifier) never
+    changes the training run: the weights are the same with or without evaluation.
+    """
+    state = result.state
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        metrics = quality(state.G_ema)
+    row = {"step": state.step, **metrics}
+    result.quality.append(row)
+    best = result.best
+    if best is None or metrics["fid_domain"] < best["fid_domain"]:
+        result.best = row
+        result.best_state = {k: v.detach().cpu().clone() for k, v in state.G_ema.state_dict().items()}
+
+
+TRAINING_STATE = "imbalance-gan/train-state/v1"
+
+
+def _save_training_state(
+    path: str | Path, key: str, result: FitResult, sums: torch.Tensor, gen: torch.Generator
+) -> None:
+    """Everything the loop needs to continue bit-for-bit: models, optimizers, step, the loss sums
+    of the open log interval, histories, the best generator so far and every RNG state (the
+    DiffAugment draws come from torch's global RNG, so its state is the augmentation state)."""
+    s = result.state
+    rng = {"torch": torch.get_rng_state(), "generator": gen.get_state()}
+    if sums.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(sums.device)
+    save_checkpoint(path, {
+        "format": TRAINING_STATE, "key": key, "step": s.step, "seconds": result.seconds,
+        "G": s.G.state_dict(), "D": s.D.state_dict(), "G_ema": s.G_ema.state_dict(),
+        "opt_g": s.opt_g.state_dict(), "opt_d": s.opt_d.state_dict(), "rng": rng,
+        "sums": sums.cpu(), "history": result.history, "quality": result.quality,
+        "best": result.best, "best_state": result.best_state,
+    })
+
+
+def _resume(
+    path: str | Path, key: str, steps: int, state: GanState, result: FitResult,
+    sums: torch.Tensor, gen: torch.Generator, notify: Callable[[str], None],
+) -> bool:
+    try:
+        ckpt = load_checkpoint(path)
+    except PipelineError:
+        notify(f"{path} is not a readable training state; starting from step 0")
+        return False
+    if ckpt.get("format") != TRAINING_STATE or ckpt.get("key") != key:
+        notify(f"{path} holds a run with other data or settings; starting from step 0")
+        return False
+    if ckpt["step"] > steps:
+        notify(f"{path} is at step {ckpt['step']}, past train_gan.steps={steps}; starting from step 0")
+        return False
+    state.G.load_state_dict(ckpt["G"])
+    state.D.load_state_dict(ckpt["D"])
+    state.G_ema.load_state_dict(ckpt["G_ema"])
+    state.opt_g.load_state_dict(ckpt["opt_g"])
+    state.opt_d.load_state_dict(ckpt["opt_d"])
+    state.step = ckpt["step"]
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    gen.set_state(ckpt["rng"]["generator"])
+    if "cuda" in ckpt["rng"] and sums.device.type == "cuda":
+        torch.cuda.set_rng_state(ckpt["rng"]["cuda"], sums.device)
+    sums.copy_(ckpt["sums"])
+    result.history, result.quality = list(ckpt["history"]), list(ckpt["quality"])
+    result.best, result.best_state = ckpt["best"], ckpt["best_state"]
+    result.seconds = float(ckpt["seconds"])
+    return True
+
+
+def _nonfinite_message(step: int, checkpoint: str | Path | None) -> str:
+    kept = f"; the last good training state is kept in {checkpoint}" if checkpoint else ""
+    return (f"train_gan: losses became non-finite by step {step}{kept}; lower train_gan.lr_d / "
+            f"train_gan.lr_g, or enable spectral_norm")
+
+
+def _log_row(means: torch.Tensor, step: int, checkpoint: str | Path | None) -> dict[str, float]:
     d_loss, g_loss, d_real, d_fake = means.tolist()  # the one host sync per log interval
     if not all(math.isfinite(v) for v in (d_loss, g_loss)):
         raise PipelineError(
-            f"train_gan: losses became non-finite by step {step} (d_loss={d_loss}, "
-            f"g_loss={g_loss}); lower train_gan.lr_d / train_gan.lr_g or enable spectral_norm"
+            f"{_nonfinite_message(step, checkpoint)} (d_loss={d_loss}, g_loss={g_loss})"
         )
     return {"step": step, "d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake}
 

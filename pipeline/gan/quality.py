@@ -1,0 +1,76 @@
+"""Generator quality during training, with no downloads: `QualityProbe(G) -> metrics`.
+
+Synthetic images are drawn with fixed seeds (the same latents at every evaluation, so the history
+measures the generator, not sampling noise), as many per class as the real training split has, and
+compared in the in-project feature space (pipeline/features.py): fid_domain, kid_domain,
+precision/recall/density/coverage overall and per class. `tstr_balanced_accuracy` trains the
+feature extractor's architecture, with its budget, on the synthetic images only and tests it on the
+real test split (train-synthetic-test-real); compare it with the extractor's own test score
+(`trtr_balanced_accuracy`, trained on real).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from sklearn.metrics import balanced_accuracy_score
+from torch import nn
+
+from pipeline.classify import inverse_frequency, predict_proba, train_classifier
+from pipeline.config import FeaturesConfig
+from pipeline.features import embed
+from pipeline.gan.train import sample
+from pipeline.metrics import generative_metrics
+
+
+@dataclass
+class QualityProbe:
+    extractor: nn.Module
+    train_images: np.ndarray  # real training split, uint8 (N, H, W, C)
+    train_labels: np.ndarray
+    test_images: np.ndarray  # real test split: TSTR is scored here
+    test_labels: np.ndarray
+    cfg: FeaturesConfig  # the TSTR classifier's architecture and budget
+    n_classes: int
+    latent_dim: int
+    device: torch.device
+    seed: int = 0
+    tstr: bool = True
+    real_features: np.ndarray = field(init=False, repr=False)
+    fake_labels: np.ndarray = field(init=False, repr=False)
+    fake_seeds: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.real_features = embed(self.extractor, self.train_images, device=self.device)
+        self.fake_labels = np.sort(self.train_labels)
+        # Seeds disjoint from the generate stage's (seed * 2**32 + i): probe samples never ship.
+        self.fake_seeds = (2**62 + self.seed * 2**32 + np.arange(len(self.fake_labels))).astype(
+            np.int64)
+
+    def samples(self, G: nn.Module) -> np.ndarray:
+        return sample(G, self.fake_labels, self.fake_seeds, latent_dim=self.latent_dim,
+                      device=self.device)
+
+    def __call__(self, G: nn.Module) -> dict[str, float]:
+        fakes = self.samples(G)
+        fake_features = embed(self.extractor, fakes, device=self.device)
+        metrics = generative_metrics(self.real_features, fake_features, self.train_labels,
+                                     self.fake_labels, n_classes=self.n_classes, seed=self.seed)
+        if self.tstr:
+            metrics["tstr_balanced_accuracy"] = tstr_balanced_accuracy(
+                fakes, self.fake_labels, self.test_images, self.test_labels, self.cfg,
+                n_classes=self.n_classes, seed=self.seed, device=self.device)
+        return metrics
+
+
+def tstr_balanced_accuracy(
+    images: np.ndarray, labels: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray,
+    cfg: FeaturesConfig, *, n_classes: int, seed: int, device: torch.device,
+) -> float:
+    """Train on `images` (synthetic), test on real: balanced accuracy on the test split."""
+    model = train_classifier(images, labels, cfg, n_classes=n_classes, seed=seed, device=device,
+                             class_weights=inverse_frequency(labels, n_classes))
+    pred = predict_proba(model, test_images, device=device).argmax(axis=1)
+    return float(balanced_accuracy_score(test_labels, pred))
