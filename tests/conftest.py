@@ -147,3 +147,19 @@ def tracking_env(mlflow_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("PIPELINE_RUN_ID", raising=False)
     monkeypatch.chdir(tmp_path)
     return experiment
+
+
+def write_extractor(path: Path, images: np.ndarray, labels: np.ndarray, *, steps: int = 10) -> Path:
+    """A tiny feature-extractor checkpoint (what the features stage writes), trained on CPU."""
+    from pipeline.config import FeaturesConfig
+    from pipeline.features import save_extractor, train_extractor
+
+    cfg = FeaturesConfig(width=4, steps=steps, batch_size=8)
+    n_classes = int(labels.max()) + 1
+    model = train_extractor(images, labels, cfg, n_classes=n_classes, seed=0,
+                            device=torch.device("cpu"))
+    kwargs = dict(channels=images.shape[3], n_classes=n_classes, image_size=images.shape[1],
+                  width=cfg.width)
+    save_extractor(path, model, cfg, model_kwargs=kwargs, seed=0,
+                   metrics={"test_balanced_accuracy": 0.5})
+    return path

@@ -4,8 +4,11 @@ through its outputs and the MLflow store it logged to."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import mlflow
@@ -22,10 +25,12 @@ from pipeline.gan.train import sample
 pytestmark = pytest.mark.e2e
 
 DVC = str(VENV_BIN / "dvc")
-STAGES = ["prepare", "train_gan", "generate", "evaluate", "report"]
+STAGES = ["prepare", "features", "train_gan", "generate", "evaluate", "report"]
 OUTPUT_DIRS = ("data", "models", "metrics", "plots")
 TINY = dict(
-    train_gan={"steps": 20, "width": 8, "batch_size": 32, "log_every": 5, "device": "cpu"},
+    features={"steps": 30, "width": 8, "device": "cpu"},
+    train_gan={"steps": 20, "width": 8, "batch_size": 32, "log_every": 5, "eval_every": 10,
+               "checkpoint_every": 5, "device": "cpu"},
     generate={"device": "cpu"},
     evaluate={"steps": 20, "width": 8, "device": "cpu", "seeds": 2, "bootstrap": 100},
 )
@@ -139,6 +144,29 @@ def test_generator_checkpoint_and_training_curves(pipeline: Pipeline) -> None:
     assert losses["step"].tolist() == [5, 10, 15, 20]
     assert np.isfinite(losses[["d_loss", "g_loss"]].to_numpy()).all()
     assert m["final_d_loss"] == pytest.approx(losses["d_loss"].iloc[-1])
+    # quality at steps 10 and 20; the generator kept is the one with the lower fid_domain
+    quality = pd.read_csv(project / "plots/train_gan/quality.csv")
+    assert quality["step"].tolist() == [10, 20]
+    best = quality.loc[quality["fid_domain"].idxmin()]
+    assert m["best_step"] == ckpt["best_step"] == best["step"]
+    assert m["fid_domain"] == pytest.approx(best["fid_domain"])
+    for key in ("precision", "recall", "density", "coverage", "tstr_balanced_accuracy"):
+        assert 0.0 <= m[key] <= (10.0 if key == "density" else 1.0), key
+    assert m["fid_domain"] > 0 and "fid_domain/class_9" in m
+    features = pipeline.json("metrics/features.json")
+    assert m["trtr_balanced_accuracy"] == features["test_balanced_accuracy"]
+    # the resumable state sits outside DVC's outputs and holds the finished run
+    state = torch.load(project / "checkpoints/train_gan.pt", weights_only=True)
+    assert state["step"] == 20 and len(state["history"]) == 4
+
+
+def test_generate_audits_memorization(pipeline: Pipeline) -> None:
+    g = pipeline.json("metrics/generate.json")
+    assert g["candidates"] >= g["accepted"] == g["n_synthetic"]
+    assert 0.0 <= g["memorization_rate"] <= 1.0 and g["memorization_threshold"] > 0
+    assert g["memorization_rate_shipped"] == 0.0  # reject_memorized is on by default
+    assert g["rejected_memorized"] == g["memorized_candidates"]
+    assert (pipeline.project / "plots/generate/closest_pairs.png").stat().st_size > 0
 
 
 VARIANTS = ["class_weight", "gan", "gan_class_weight", "oversample", "real", "smote"]
@@ -264,3 +292,28 @@ def test_changing_train_gan_steps_invalidates_it_and_what_follows_but_not_prepar
     # `dvc repro` reruns a changed stage and everything downstream of it
     downstream = descendants(other.dvc("dag", "--dot").stdout, "train_gan")
     assert downstream == {"generate", "evaluate", "report"}  # and so not prepare
+
+
+def test_a_killed_train_gan_resumes_on_the_next_repro(pipeline: Pipeline, tmp_path: Path) -> None:
+    other = Pipeline(tmp_path)
+    shutil.copytree(pipeline.project, other.project, symlinks=True)
+    (other.project / "checkpoints/train_gan.pt").unlink()
+    write_params(other.project / "params.yaml",
+                 **{**TINY, "train_gan": {**TINY["train_gan"], "steps": 400, "eval_every": 0,
+                                          "checkpoint_every": 10}})
+    state = other.project / "checkpoints/train_gan.pt"
+    proc = subprocess.Popen([DVC, "repro", "train_gan"], cwd=other.project, env=other.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not state.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # dvc and the stage process, mid-training
+        proc.wait()
+    step = torch.load(state, weights_only=True)["step"]
+    assert 10 <= step < 400
+    again = other.dvc("repro", "train_gan")
+    assert f"resuming from step {step} " in again.stdout + again.stderr
+    assert other.json("metrics/train_gan.json")["steps"] == 400

@@ -38,7 +38,7 @@ def history_logger() -> tuple[list[tuple[dict[str, float], int]], object]:
 
 @pytest.mark.parametrize("augment", [[], ["translation", "cutout", "color"]])
 @pytest.mark.parametrize("arch", ["dcgan", "mlp"])
-@pytest.mark.parametrize("loss", ["bce", "hinge"])
+@pytest.mark.parametrize("loss", ["bce", "hinge", "wgan-gp"])
 def test_fit_runs_every_loss_arch_and_augmentation(
     loss: str, arch: str, augment: list[str]
 ) -> None:
@@ -167,6 +167,10 @@ def test_losses_on_worked_logits() -> None:
     sp = lambda x: math.log1p(math.exp(x))  # noqa: E731 - softplus
     assert bce.d(real, fake).item() == pytest.approx((sp(-2) + sp(0)) / 2 + (sp(-2) + sp(0.5)) / 2)
     assert bce.g(fake).item() == pytest.approx((sp(2) + sp(-0.5)) / 2)
+    wgan = LOSSES["wgan-gp"]  # critic: E[fake] - E[real] + 0.001 E[real^2] (drift)
+    assert wgan.d(real, fake).item() == pytest.approx(-0.75 - 1.0 + 0.001 * 2.0)
+    assert wgan.g(fake).item() == pytest.approx(0.75)
+    assert wgan.gradient_penalty and not hinge.gradient_penalty and not bce.gradient_penalty
 
 
 # --- pixel conversions ----------------------------------------------------------------------------
@@ -311,3 +315,218 @@ def test_loading_a_torch_file_that_is_not_a_dict_is_a_pipeline_error(tmp_path: P
     torch.save(torch.zeros(3), tmp_path / "c.pt")
     with pytest.raises(PipelineError):
         load_generator(tmp_path / "c.pt", device=CPU)
+
+
+# --- penalties ------------------------------------------------------------------------------------
+
+class LinearCritic(torch.nn.Module):
+    """D(x, y) = <w, x>: its input gradient is w for every image, so penalties have known values."""
+
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(w.clone())
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1) @ self.w.flatten()
+
+
+class FixedGenerator(torch.nn.Module):
+    def __init__(self, fake: torch.Tensor) -> None:
+        super().__init__()
+        self.fake = fake
+        self.p = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.fake + 0 * self.p
+
+
+def critic_state(w: torch.Tensor, fake: torch.Tensor) -> GanState:
+    G, D = FixedGenerator(fake), LinearCritic(w)
+    sgd = lambda m: torch.optim.SGD(m.parameters(), lr=0.0)  # noqa: E731 - no weight change
+    return GanState(G, D, G, sgd(G), sgd(D), {})
+
+
+@pytest.mark.parametrize(("loss", "gp_weight", "r1_gamma"),
+                         [("wgan-gp", 10.0, 0.0), ("hinge", 10.0, 0.5), ("wgan-gp", 3.0, 2.0)])
+def test_gradient_penalty_and_r1_have_their_closed_form(
+    loss: str, gp_weight: float, r1_gamma: float
+) -> None:
+    torch.manual_seed(0)
+    w = torch.randn(1, 4, 4) * 0.7
+    real, fake = torch.rand(3, 1, 4, 4), -torch.rand(3, 1, 4, 4)
+    y, z = torch.zeros(3, dtype=torch.long), torch.zeros(3, 1)
+    state = critic_state(w, fake)
+    d_loss, d_real, d_fake = train_mod.d_step(state, real, y, z, loss=LOSSES[loss], augment=[],
+                                              gp_weight=gp_weight, r1_gamma=r1_gamma)
+    real_logits, fake_logits = real.flatten(1) @ w.flatten(), fake.flatten(1) @ w.flatten()
+    norm = w.norm().item()
+    expected = LOSSES[loss].d(real_logits, fake_logits).item()
+    expected += r1_gamma / 2 * norm**2  # R1: ||grad_x D(x_real)||^2 = ||w||^2
+    if LOSSES[loss].gradient_penalty:
+        expected += gp_weight * (norm - 1) ** 2  # the gradient is w at every interpolate
+    assert d_loss.item() == pytest.approx(expected, rel=1e-5)
+    assert d_real.item() == pytest.approx(real_logits.mean().item(), rel=1e-5)
+    assert d_fake.item() == pytest.approx(fake_logits.mean().item(), rel=1e-5)
+
+
+def test_several_discriminator_steps_per_generator_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"d": 0, "g": 0}
+    real_d, real_g = train_mod.d_step, train_mod.g_step
+
+    def count(kind, fn):
+        def wrapped(*args, **kwargs):
+            calls[kind] += 1
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(train_mod, "d_step", count("d", real_d))
+    monkeypatch.setattr(train_mod, "g_step", count("g", real_g))
+    result = fit(IMAGES, LABELS, tiny(loss="wgan-gp", d_steps=3, r1_gamma=1.0, steps=4),
+                 n_classes=3, seed=0, device=CPU)
+    assert calls == {"d": 12, "g": 4}
+    assert all(math.isfinite(v) for row in result.history for v in row.values())
+
+
+# --- exact resume, best-by-fid_domain -------------------------------------------------------------
+
+def weights(result) -> dict[str, torch.Tensor]:
+    s = result.state
+    out = {f"G.{k}": v for k, v in s.G.state_dict().items()}
+    out.update({f"D.{k}": v for k, v in s.D.state_dict().items()})
+    out.update({f"G_ema.{k}": v for k, v in s.G_ema.state_dict().items()})
+    for name, opt in (("opt_g", s.opt_g), ("opt_d", s.opt_d)):
+        for i, st in opt.state_dict()["state"].items():
+            out.update({f"{name}.{i}.{k}": v for k, v in st.items() if torch.is_tensor(v)})
+    return out
+
+
+def assert_same_weights(a, b) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        assert torch.equal(wa[name], wb[name]), name
+
+
+def fake_quality(G: torch.nn.Module) -> dict[str, float]:
+    """A deterministic stand-in for QualityProbe that uses torch's global RNG, as TSTR does."""
+    torch.manual_seed(123)
+    out = G(torch.randn(4, 16), torch.tensor([0, 1, 2, 0]))
+    return {"fid_domain": float(out.abs().mean()), "tstr_balanced_accuracy": 0.5}
+
+
+class Interrupt(Exception):
+    pass
+
+
+def interrupt_at(step_to_stop: int):
+    def log(metrics, step):
+        if step == step_to_stop:
+            raise Interrupt
+    return log
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "mlp"])
+def test_a_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(
+    tmp_path: Path, arch: str
+) -> None:
+    cfg = tiny(arch=arch, steps=12, log_every=2, checkpoint_every=4, eval_every=3,
+               diffaugment=["translation", "cutout", "color"], loss="wgan-gp", r1_gamma=0.5)
+    kw = dict(n_classes=3, seed=3, device=CPU, quality=fake_quality)
+    full = fit(IMAGES, LABELS, cfg, **kw)
+    state = tmp_path / "state.pt"
+    with pytest.raises(Interrupt):  # "killed" at step 10: the last state on disk is step 8
+        fit(IMAGES, LABELS, cfg, checkpoint=state, resume_key="k", log=interrupt_at(10), **kw)
+    assert torch.load(state, weights_only=True)["step"] == 8
+    messages: list[str] = []
+    resumed = fit(IMAGES, LABELS, cfg, checkpoint=state, resume_key="k", notify=messages.append,
+                  **kw)
+    assert messages == [f"resuming from step 8 ({state})"]
+    assert_same_weights(full, resumed)
+    assert resumed.history == full.history
+    assert resumed.quality == full.quality and [r["step"] for r in full.quality] == [3, 6, 9, 12]
+    assert resumed.best == full.best
+    for k, v in full.best_state.items():
+        assert torch.equal(v, resumed.best_state[k])
+
+
+def test_raising_steps_continues_a_finished_run(tmp_path: Path) -> None:
+    state = tmp_path / "state.pt"
+    kw = dict(n_classes=3, seed=1, device=CPU, checkpoint=state, resume_key="k")
+    fit(IMAGES, LABELS, tiny(steps=6, checkpoint_every=3), **kw)
+    messages: list[str] = []
+    longer = fit(IMAGES, LABELS, tiny(steps=10, checkpoint_every=3), notify=messages.append, **kw)
+    assert messages == [f"resuming from step 6 ({state})"]
+    assert_same_weights(longer, fit(IMAGES, LABELS, tiny(steps=10), n_classes=3, seed=1,
+                                    device=CPU))
+
+
+@pytest.mark.parametrize(("key", "steps", "expected"), [
+    ("other", 6, "holds a run with other data or settings; starting from step 0"),
+    ("k", 3, "is at step 6, past train_gan.steps=3; starting from step 0"),
+])
+def test_a_state_that_does_not_match_is_not_resumed(
+    tmp_path: Path, key: str, steps: int, expected: str
+) -> None:
+    state = tmp_path / "state.pt"
+    fit(IMAGES, LABELS, tiny(steps=6, checkpoint_every=3), n_classes=3, seed=1, device=CPU,
+        checkpoint=state, resume_key="k")
+    messages: list[str] = []
+    again = fit(IMAGES, LABELS, tiny(steps=steps, checkpoint_every=3), n_classes=3, seed=1,
+                device=CPU, checkpoint=state, resume_key=key, notify=messages.append)
+    assert messages == [f"{state} {expected}"]
+    assert_same_weights(again, fit(IMAGES, LABELS, tiny(steps=steps), n_classes=3, seed=1,
+                                   device=CPU))
+    assert torch.load(state, weights_only=True)["key"] == key  # overwritten by the new run
+
+
+def test_an_unreadable_state_is_not_resumed(tmp_path: Path) -> None:
+    state = tmp_path / "state.pt"
+    state.write_bytes(b"\x00not a checkpoint")
+    messages: list[str] = []
+    fit(IMAGES, LABELS, tiny(steps=2), n_classes=3, seed=0, device=CPU, checkpoint=state,
+        notify=messages.append)
+    assert messages == [f"{state} is not a readable training state; starting from step 0"]
+    assert torch.load(state, weights_only=True)["step"] == 2
+
+
+def test_non_finite_losses_keep_the_last_good_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hinge, calls = LOSSES["hinge"], {"n": 0}
+
+    def d_loss(r, f):
+        calls["n"] += 1
+        return hinge.d(r, f) * (float("nan") if calls["n"] > 5 else 1.0)
+
+    monkeypatch.setitem(LOSSES, "hinge", GanLoss(d_loss, hinge.g))
+    state = tmp_path / "state.pt"
+    with pytest.raises(PipelineError, match=rf"by step 6; the last good training state is kept "
+                                            rf"in {state}"):
+        fit(IMAGES, LABELS, tiny(steps=10, log_every=3, checkpoint_every=4), n_classes=3,
+            seed=0, device=CPU, checkpoint=state)
+    kept = torch.load(state, weights_only=True)
+    assert kept["step"] == 4
+    assert all(torch.isfinite(v).all() for v in kept["G"].values())
+
+
+def test_evaluation_does_not_change_the_training_run() -> None:
+    cfg = tiny(steps=6, eval_every=2, diffaugment=["translation"])
+    with_quality = fit(IMAGES, LABELS, cfg, n_classes=3, seed=2, device=CPU, quality=fake_quality)
+    without = fit(IMAGES, LABELS, cfg, n_classes=3, seed=2, device=CPU)
+    assert_same_weights(with_quality, without)
+    assert without.best is None and without.quality == []
+
+
+def test_the_generator_with_the_lowest_fid_domain_is_kept() -> None:
+    scores, snapshots = iter([3.0, 1.0, 2.0]), []
+
+    def quality(G):
+        snapshots.append({k: v.clone() for k, v in G.state_dict().items()})
+        return {"fid_domain": next(scores)}
+
+    result = fit(IMAGES, LABELS, tiny(steps=6, eval_every=2), n_classes=3, seed=0, device=CPU,
+                 quality=quality)
+    assert [r["step"] for r in result.quality] == [2, 4, 6]
+    assert result.best == {"step": 4, "fid_domain": 1.0}
+    for k, v in snapshots[1].items():
+        assert torch.equal(result.best_state[k], v)

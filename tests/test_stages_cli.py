@@ -15,7 +15,9 @@ import mlflow
 import pytest
 import yaml
 
-from conftest import REPO, copy_project, files_under, make_images, stage_env, write_params
+from conftest import (
+    REPO, copy_project, files_under, make_images, stage_env, write_extractor, write_params,
+)
 from pipeline.artifacts import save_split
 from pipeline.gan.losses import LOSSES, GanLoss
 
@@ -150,7 +152,8 @@ def test_a_missing_path_argument_is_a_usage_error(
 def test_generate_without_a_checkpoint_says_what_to_run(
     project_copy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    save_split(project_copy / "data/prepared/train.npz", *make_images([3, 3]))
+    for split in ("train", "test"):
+        save_split(project_copy / f"data/prepared/{split}.npz", *make_images([3, 3]))
     before = files_under(project_copy)
     code, err = run_in_process(project_copy, "generate", monkeypatch=monkeypatch, capsys=capsys)
     assert_one_line_error(code, err, "generate", "models/generator.pt: checkpoint not found",
@@ -161,7 +164,8 @@ def test_generate_without_a_checkpoint_says_what_to_run(
 def test_generate_with_a_corrupt_checkpoint_fails_cleanly(
     project_copy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    save_split(project_copy / "data/prepared/train.npz", *make_images([3, 3]))
+    for split in ("train", "test"):
+        save_split(project_copy / f"data/prepared/{split}.npz", *make_images([3, 3]))
     (project_copy / "models").mkdir()
     (project_copy / "models/generator.pt").write_bytes(b"\x00garbage")
     code, err = run_in_process(project_copy, "generate", monkeypatch=monkeypatch, capsys=capsys)
@@ -199,7 +203,10 @@ def test_a_failure_inside_a_stage_marks_its_mlflow_run_failed(
     write_params(project_copy / "params.yaml",
                  train_gan={"steps": 4, "width": 8, "batch_size": 8, "log_every": 2,
                             "device": "cpu"})
-    save_split(project_copy / "data/prepared/train.npz", *make_images([6, 6]))
+    for split in ("train", "test"):
+        save_split(project_copy / f"data/prepared/{split}.npz", *make_images([6, 6]))
+    (project_copy / "models").mkdir()
+    write_extractor(project_copy / "models/features.pt", *make_images([6, 6]))
     hinge = LOSSES["hinge"]
     monkeypatch.setitem(LOSSES, "hinge", GanLoss(lambda r, f: hinge.d(r, f) * float("nan"),
                                                  hinge.g))
@@ -262,10 +269,7 @@ def pipeline_modules(path: Path, seen: set[str] | None = None) -> set[str]:
     return seen
 
 
-@pytest.mark.parametrize("stage", [
-    "prepare", "train_gan", "generate",
-    "evaluate", "report",
-])
+@pytest.mark.parametrize("stage", STAGES)
 def test_deps_cover_every_pipeline_module_the_stage_runs(stage: str) -> None:
     deps = DVC["stages"][stage]["deps"]
     imported = pipeline_modules(REPO / "stages" / f"{stage}.py") - OUTPUT_NEUTRAL
@@ -288,6 +292,9 @@ def test_stage_outputs_chain_into_the_next_stage() -> None:
     produced = lambda s: outs[s]  # noqa: E731
     covered = lambda dep, s: any(dep == o or dep.startswith(o.rstrip("/") + "/")  # noqa: E731
                                  for o in produced(s))
+    assert any(covered(d, "prepare") for d in stages["features"]["deps"])
+    assert any(covered(d, "features") for d in stages["train_gan"]["deps"])
+    assert any(covered(d, "features") for d in stages["generate"]["deps"])
     assert any(covered(d, "prepare") for d in stages["train_gan"]["deps"])
     assert any(covered(d, "train_gan") for d in stages["generate"]["deps"])
     assert any(covered(d, "generate") for d in stages["evaluate"]["deps"])
