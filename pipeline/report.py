@@ -31,7 +31,27 @@ TOL = 5e-4
 # metrics/<file> -> the stage that writes it (for "run `dvc repro <stage>`" messages)
 REQUIRED_METRICS = {"prepare.json": "prepare", "train_gan.json": "train_gan",
                     "generate.json": "generate", "evaluate.json": "evaluate"}
-GRIDS = {"samples": "train_gan/samples.png", "real_vs_synthetic": "generate/real_vs_synthetic.png"}
+GRIDS = {"samples": "train_gan/samples.png", "real_vs_synthetic": "generate/real_vs_synthetic.png",
+         "closest_pairs": "generate/closest_pairs.png"}
+# (metrics file, key, label) of the "Synthetic image quality and privacy" table
+QUALITY_ROWS = [
+    ("train_gan", "fid_domain", "FID in the in-project feature space (lower is better)"),
+    ("train_gan", "kid_domain", "KID in the same space (lower is better; ~0 = indistinguishable)"),
+    ("train_gan", "precision", "precision: share of synthetic images that look real"),
+    ("train_gan", "recall", "recall: share of real images the generator covers"),
+    ("train_gan", "density", "density"),
+    ("train_gan", "coverage", "coverage"),
+    ("train_gan", "tstr_balanced_accuracy", "TSTR: classifier trained on synthetic only, "
+                                            "balanced accuracy on the real test split"),
+    ("train_gan", "trtr_balanced_accuracy", "the same classifier trained on the real training split"),
+    ("train_gan", "best_step", "generator kept: the training step with the lowest FID"),
+    ("generate", "memorization_rate", "memorization rate: share of drawn synthetic images closer to "
+                                      "a training image than 99% of real test images are"),
+    ("generate", "memorization_rate_shipped", "memorization rate of the images shipped"),
+    ("generate", "acceptance_rate", "acceptance rate of the memorization filter and quality gate"),
+    ("generate", "rejected_memorized", "drawn images replaced as memorized"),
+    ("generate", "rejected_quality_gate", "drawn images replaced by the quality gate"),
+]
 COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
 
 
@@ -517,10 +537,13 @@ def _save_figures(inputs: ReportInputs, figures: Path, names: Sequence[str]) -> 
     if inputs.confusion:
         builders["confusion"] = lambda: plot_confusions(inputs.confusion, names)
     titles = {"samples": "Generator samples (EMA), one row per class",
-              "real_vs_synthetic": "Real training images (left) | synthetic (right)"}
+              "real_vs_synthetic": "Real training images (left) | synthetic (right)",
+              "closest_pairs": "Synthetic images nearest to a training image, nearest first"}
+    rows = {"closest_pairs": ["synthetic", "nearest real"]}
     for key, path in inputs.grids.items():
         shutil.copyfile(path, figures / f"{key}_original.png")
-        builders[key] = lambda path=path, key=key: plot_grid(path, names, title=titles[key])
+        builders[key] = lambda path=path, key=key: plot_grid(path, rows.get(key, names),
+                                                             title=titles[key])
     made = {}
     for key, build in builders.items():
         build().savefig(figures / f"{key}.png", dpi=DPI)
@@ -545,6 +568,11 @@ def _page_body(inputs: ReportInputs, names: Sequence[str], figs: Mapping[str, st
             original="figures/real_vs_synthetic_original.png")
             + _figure(figs, "samples", "Generator samples at the end of training.",
                       original="figures/samples_original.png")),
+        _section("Synthetic image quality and privacy", _quality_html(inputs)
+                 + _figure(figs, "closest_pairs", "Top: the synthetic images closest to a real "
+                           "training image (in feature space); bottom: that training image. "
+                           "Near-identical pairs would be copies of patients' images.",
+                           original="figures/closest_pairs_original.png")),
         _section("GAN training", _kv_table(_flat(inputs.train_gan))
                  + _figure(figs, "gan_losses", "Losses by training step.")),
         _section("Variants on the test split",
@@ -582,6 +610,14 @@ judge differences against <code>real</code> by the Δ columns, not by overlappin
 treat those smaller than the intervals as unsettled.</li>
 <li><b>Bold</b>: the best value of a column.</li>
 </ul>"""
+
+
+def _quality_html(inputs: ReportInputs) -> str:
+    docs = {"train_gan": inputs.train_gan, "generate": inputs.generate}
+    rows = {label: docs[doc][key] for doc, key, label in QUALITY_ROWS if key in docs[doc]}
+    if not rows:
+        return "<p>No quality metrics in these metrics files (rerun <code>dvc repro</code>).</p>"
+    return _kv_table(rows)
 
 
 def _dataset_html(inputs: ReportInputs, names: Sequence[str]) -> str:

@@ -78,11 +78,14 @@ def write_outputs(root: Path, *, class_names: list[str], evaluate: dict[str, dic
                          "imbalance_ratio": top / min(train.values())},
         "train_gan.json": {"steps": 1500, "seconds": 76.3, "images_per_second": 1258.0,
                            "final_d_loss": 1.7168, "final_g_loss": 0.3925, "n_train": 484,
-                           "n_classes": k, "device": "cpu", "fid_domain": 12.5},
+                           "n_classes": k, "device": "cpu", "fid_domain": 12.5,
+                           "tstr_balanced_accuracy": 0.71, "trtr_balanced_accuracy": 0.84,
+                           "best_step": 1000},
         "generate.json": {"target": "majority", "n_synthetic": sum(top - n for n in train.values()),
                           "counts_before": train,
                           "synthetic_per_class": {c: top - n for c, n in train.items()},
-                          "counts_after": {c: top for c in train}, "checkpoint_sha256": "ab" * 32},
+                          "counts_after": {c: top for c in train}, "checkpoint_sha256": "ab" * 32,
+                          "memorization_rate": 0.0125, "acceptance_rate": 0.9877},
         "evaluate.json": evaluate,
     }
     (root / "metrics").mkdir(parents=True)
@@ -101,6 +104,7 @@ def write_outputs(root: Path, *, class_names: list[str], evaluate: dict[str, dic
     tiles = rng.integers(0, 256, (k, 17, 8, 8, 1), dtype=np.uint8)
     save_png(plots / "train_gan/samples.png", image_grid(list(tiles[:, :8]), scale=6))
     save_png(plots / "generate/real_vs_synthetic.png", image_grid(list(tiles), scale=6))
+    save_png(plots / "generate/closest_pairs.png", image_grid([tiles[0, :8], tiles[-1, :8]], scale=6))
     minority = next(iter(evaluate.values())).get("minority_class", 0)
     actual = np.repeat(np.arange(k), [test[str(c)] for c in range(k)])
     for v in evaluate:
@@ -266,7 +270,8 @@ def test_every_image_on_the_page_is_a_png_of_sensible_size(binary_report) -> Non
     sources = image_sources(text)
     assert {"figures/class_counts.png", "figures/gan_losses.png", "figures/recall.png",
             "figures/roc.png", "figures/balanced_accuracy.png", "figures/confusion.png",
-            "figures/real_vs_synthetic.png", "figures/samples.png"} == set(sources)
+            "figures/real_vs_synthetic.png", "figures/samples.png",
+            "figures/closest_pairs.png"} == set(sources)
     for src in sources:
         width, height = png_size(page.parent / src)
         assert 300 <= width <= 2000 and 150 <= height <= 2000, (src, width, height)
@@ -274,6 +279,16 @@ def test_every_image_on_the_page_is_a_png_of_sensible_size(binary_report) -> Non
     # 2 rows of 17 tiles of 8 px + 1 px padding, scaled 6x
     assert png_size(page.parent / "figures/real_vs_synthetic_original.png") == (924, 114)
     assert not list(page.parent.parent.glob(".reports.*"))  # no temporary folder left behind
+
+
+def test_quality_and_privacy_numbers_are_shown(binary_report) -> None:
+    _, text = binary_report
+    section = text.split("Synthetic image quality and privacy", 1)[1].split("<h2", 1)[0]
+    assert "FID in the in-project feature space" in section
+    assert "<td>0.71</td>" in section and "<td>0.84</td>" in section and "<td>1000</td>" in section
+    assert "memorization rate: share of drawn synthetic images" in section
+    assert "<td>0.0125</td>" in section and "<td>0.9877</td>" in section
+    assert "figures/closest_pairs.png" in section
 
 
 def test_a_variant_without_its_roc_csv_is_listed_not_fatal(binary_report) -> None:
@@ -417,7 +432,7 @@ def test_stage_writes_the_report_and_logs_it(
     assert ("index.html", None) in run.artifacts
     logged = sorted(name for name, where in run.artifacts if where == "figures")
     assert logged == sorted(p.name for p in (root / "reports/figures").glob("*.png"))
-    assert len(logged) == 10  # 8 figures + the 2 original grids
+    assert len(logged) == 12  # 9 figures + the 3 original grids
     assert '<tr><th>minority_recall</th><td class="num">0.765</td></tr>' in \
         (root / "reports/index.html").read_text()
 
