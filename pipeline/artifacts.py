@@ -142,18 +142,19 @@ def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> None:
         torch.save(dict(payload), tmp)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint safely: weights_only=True never runs code from the file."""
+def load_checkpoint(path: str | Path, *, stage: str = "train_gan") -> dict[str, Any]:
+    """Load a checkpoint safely: weights_only=True never runs code from the file. `stage`: the
+    DVC stage that writes it (named in the error messages)."""
     import torch
 
     path = Path(path)
     if not path.is_file():
-        raise PipelineError(f"{path}: checkpoint not found; run `dvc repro train_gan`")
+        raise PipelineError(f"{path}: checkpoint not found; run `dvc repro {stage}`")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is the same user problem
         raise PipelineError(
-            f"{path}: not a loadable checkpoint ({type(e).__name__}); rerun `dvc repro train_gan`"
+            f"{path}: not a loadable checkpoint ({type(e).__name__}); rerun `dvc repro {stage}`"
         ) from None
 
 

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.config import EvaluateConfig, FeaturesConfig
+from pipeline.distributed import current
 from pipeline.models import CLASSIFIERS
 from pipeline.pixels import to_unit
 from pipeline import LogFn
@@ -26,7 +27,9 @@ def train_classifier(
 ) -> nn.Module:
     """AdamW + cosine decay for exactly `cfg.steps` minibatches, reshuffling every epoch.
 
-    `class_weights` (K,) weight the cross-entropy per class (the class_weight variants).
+    `class_weights` (K,) weight the cross-entropy per class (the class_weight variants). Under
+    torchrun the model is wrapped in DistributedDataParallel and every rank trains on its share of
+    each global minibatch (the same shuffled order on all ranks, rank r takes rows r, r+N, ...).
     """
     torch.manual_seed(seed)  # same seed -> same initial weights for every variant
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -35,6 +38,13 @@ def train_classifier(
     model = CLASSIFIERS[cfg.classifier](
         channels=images.shape[3], n_classes=n_classes, image_size=images.shape[1], width=cfg.width
     ).to(device)
+    world = current()
+    trained = model
+    if world.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        trained = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
     weight = None if class_weights is None else torch.as_tensor(
         class_weights, dtype=torch.float32, device=device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -42,12 +52,14 @@ def train_classifier(
     model.train()
     order, pos, running = torch.randperm(len(data), device=device, generator=gen), 0, 0.0
     batch = min(cfg.batch_size, len(data))
+    if world.world_size > 1:  # the global batch, rounded down to split evenly over the ranks
+        batch = max(world.world_size, batch - batch % world.world_size)
     for step in range(1, cfg.steps + 1):
         if pos + batch > len(order):
             order, pos = torch.randperm(len(data), device=device, generator=gen), 0
-        idx = order[pos : pos + batch]
+        idx = order[pos : pos + batch][world.rank :: world.world_size]
         pos += batch
-        loss = F.cross_entropy(model(to_unit(data[idx])), targets[idx], weight=weight)
+        loss = F.cross_entropy(trained(to_unit(data[idx])), targets[idx], weight=weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -66,7 +66,7 @@ def save_extractor(
 
 def load_extractor(path: str | Path, *, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     """(extractor in eval mode on `device`, checkpoint metadata); weights_only loading."""
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, stage="features")
     found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
     if found != FORMAT:
         raise PipelineError(

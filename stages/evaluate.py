@@ -10,27 +10,40 @@ from tqdm import tqdm
 
 from pipeline.artifacts import Split, load_split, save_csv, save_json
 from pipeline.cli import run_stage
-from pipeline.config import as_flat_dict, load_config
+from pipeline.config import Config, as_flat_dict, load_config
 from pipeline.device import resolve_device
+from pipeline.distributed import Dist, init_from_env, shutdown
 from pipeline.evaluate import evaluate_variants
 
 
 def main(args: argparse.Namespace) -> None:
     cfg = load_config(args.params)
-    ecfg, device = cfg.evaluate, resolve_device(cfg.evaluate.device)
+    # Under `torchrun --nproc-per-node N` every classifier fit runs DDP over the N processes;
+    # rank 0 alone writes the metrics, plots and MLflow runs.
+    world = init_from_env(resolve_device(cfg.evaluate.device))
+    try:
+        _evaluate(args, cfg, world)
+    finally:
+        shutdown()
+
+
+def _evaluate(args: argparse.Namespace, cfg: Config, world: Dist) -> None:
+    ecfg, device = cfg.evaluate, world.device
     train = Split(*load_split(Path(args.data) / "train.npz"))
     test = Split(*load_split(Path(args.data) / "test.npz"))
     synthetic = Split(*load_split(Path(args.synthetic) / "synthetic.npz"))
     n_classes = int(max(train.labels.max(), test.labels.max())) + 1
     histories: dict[tuple[str, int], list] = {}
     bar = tqdm(total=len(ecfg.variants) * ecfg.seeds, desc="evaluate", unit="fit",
-               mininterval=1.0, dynamic_ncols=True, disable=None)
+               mininterval=1.0, dynamic_ncols=True, disable=None if world.is_main else True)
     results = evaluate_variants(
         train, synthetic, test, ecfg, n_classes=n_classes, seed=cfg.seed, device=device,
         log_for=lambda v, s: (lambda m, step: histories.setdefault((v, s), []).append((step, m))),
         on_fit=lambda v, s: (bar.set_postfix_str(f"{v} seed {s}"), bar.update()),
     )
     bar.close()
+    if not world.is_main:
+        return
     plots = Path(args.plots)
     for name, res in results.items():
         save_csv(plots / f"confusion_{name}.csv", res.confusion)

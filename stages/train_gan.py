@@ -21,6 +21,7 @@ from pipeline.artifacts import (
 from pipeline.cli import run_stage
 from pipeline.config import Config, as_flat_dict, load_config
 from pipeline.device import resolve_device
+from pipeline.distributed import Dist, init_from_env, shutdown
 from pipeline.features import load_extractor
 from pipeline.gan.checkpoint import save_generator
 from pipeline.gan.quality import QualityProbe
@@ -31,11 +32,25 @@ SAMPLES_PER_CLASS = 10
 
 def main(args: argparse.Namespace) -> None:
     cfg = load_config(args.params)
-    gcfg, device = cfg.train_gan, resolve_device(cfg.train_gan.device)
+    # Under `torchrun --nproc-per-node N` this joins the process group (pipeline/distributed.py).
+    world = init_from_env(resolve_device(cfg.train_gan.device))
+    try:
+        _train(args, cfg, world)
+    finally:
+        shutdown()
+
+
+def _train(args: argparse.Namespace, cfg: Config, world: Dist) -> None:
+    gcfg, device = cfg.train_gan, world.device
     data = Path(args.data)
     images, labels = load_split(data / "train.npz")
-    test_images, test_labels = load_split(data / "test.npz")
     n_classes = int(labels.max()) + 1
+    key = _resume_key(cfg, device, data / "train.npz", args.features)
+    if not world.is_main:  # the other ranks train; rank 0 alone evaluates and writes
+        fit(images, labels, gcfg, n_classes=n_classes, seed=cfg.seed, device=device,
+            checkpoint=args.state, resume_key=key)
+        return
+    test_images, test_labels = load_split(data / "test.npz")
     extractor, extractor_meta = load_extractor(args.features, device=device)
     probe = QualityProbe(extractor, images, labels, test_images, test_labels, cfg.features,
                          n_classes=n_classes, latent_dim=gcfg.latent_dim, device=device,
@@ -44,7 +59,8 @@ def main(args: argparse.Namespace) -> None:
 
     with stage_run("train_gan", params_digest=cfg.digest) as run:
         run.log_params({"seed": cfg.seed, **as_flat_dict(gcfg, "train_gan."),
-                        "device_used": str(device), "n_train": len(labels)})
+                        "device_used": str(device), "n_train": len(labels),
+                        "n_processes": world.world_size})
         history: list[tuple[int, dict]] = []
         # disable=None: a bar on a terminal, nothing in captured logs (CI, files)
         bar = tqdm(total=gcfg.steps, desc="train_gan", unit="step", mininterval=1.0,
@@ -60,8 +76,7 @@ def main(args: argparse.Namespace) -> None:
 
         try:
             result = fit(images, labels, gcfg, n_classes=n_classes, seed=cfg.seed, device=device,
-                         log=log, quality=probe, checkpoint=args.state,
-                         resume_key=_resume_key(cfg, device, data / "train.npz", args.features),
+                         log=log, quality=probe, checkpoint=args.state, resume_key=key,
                          notify=notify)
         finally:
             bar.close()  # before any error line, so the error starts on a line of its own
@@ -91,13 +106,15 @@ def main(args: argparse.Namespace) -> None:
                                        / max(result.seconds, 1e-9), 1),
             "final_d_loss": last["d_loss"], "final_g_loss": last["g_loss"],
             "n_train": len(labels), "n_classes": n_classes, "device": str(device),
+            "n_processes": world.world_size,
         }
         save_json(args.metrics, metrics)
         run.log_metrics({k: v for k, v in metrics.items() if k != "device"})
         for path in (args.metrics, args.checkpoint, plots / "samples.png",
                      plots / "losses.csv", plots / "quality.csv"):
             run.log_artifact(path)
-    print(f"train_gan: {state.step} steps in {result.seconds:.1f}s on {device}; kept step "
+    on = f"{device}" if world.world_size == 1 else f"{world.world_size} processes ({device.type})"
+    print(f"train_gan: {state.step} steps in {result.seconds:.1f}s on {on}; kept step "
           f"{best['step']} (fid_domain {best['fid_domain']:.3f}, tstr balanced accuracy "
           f"{best['tstr_balanced_accuracy']:.3f})")
 

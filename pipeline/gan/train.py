@@ -21,6 +21,9 @@ from torch import nn
 from pipeline import LogFn
 from pipeline.artifacts import load_checkpoint, save_checkpoint
 from pipeline.config import TrainGanConfig
+from pipeline.distributed import (
+    current, gather_objects, local, mean_over_ranks, per_rank_batch,
+)
 from pipeline.errors import PipelineError
 from pipeline.gan.augment import diff_augment
 from pipeline.gan.losses import LOSSES, GanLoss
@@ -39,6 +42,17 @@ class GanState:
     opt_d: torch.optim.Optimizer
     model_kwargs: dict[str, int]  # what build_generator needs to rebuild G
     step: int = 0
+    # Under torchrun: DistributedDataParallel wrappers of G and D (None in a single process).
+    G_ddp: nn.Module | None = None
+    D_ddp: nn.Module | None = None
+
+    @property
+    def g_train(self) -> nn.Module:
+        return self.G if self.G_ddp is None else self.G_ddp
+
+    @property
+    def d_train(self) -> nn.Module:
+        return self.D if self.D_ddp is None else self.D_ddp
 
 
 # EMA generator -> quality metrics, at least {"fid_domain": float} (see pipeline/gan/quality.py)
@@ -89,7 +103,7 @@ def d_step(
     x = diff_augment(torch.cat([real, fake]), augment)
     if r1_gamma > 0:
         x = x.detach().requires_grad_(True)
-    logits = state.D(x, torch.cat([y, y]))
+    logits = state.d_train(x, torch.cat([y, y]))  # the one forward DDP synchronises
     real_logits, fake_logits = logits.chunk(2)
     d_loss = loss.d(real_logits, fake_logits)
     if r1_gamma > 0:
@@ -111,7 +125,8 @@ def g_step(
     state: GanState, y: torch.Tensor, z: torch.Tensor, *, loss: GanLoss, augment: list[str]
 ) -> torch.Tensor:
     """One generator update against the current discriminator. Returns the loss, on device."""
-    fake = state.G(z, y)
+    fake = state.g_train(z, y)
+    # D without its DDP wrapper: only G's gradients need averaging over ranks in this step.
     g_loss = loss.g(state.D(diff_augment(fake, augment), y))
     state.opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
@@ -143,14 +158,19 @@ def fit(
         (same data and settings), training resumes from it and ends with the same weights as an
         uninterrupted run (on CPU; GPU kernels may be nondeterministic). `notify` gets one line.
     """
-    torch.manual_seed(seed)
-    gen = torch.Generator(device=device).manual_seed(seed)
+    world = current()
+    batch = per_rank_batch(cfg.batch_size, world.world_size, "train_gan.batch_size")
+    torch.manual_seed(seed)  # the same initial weights on every rank
+    gen = torch.Generator(device=device).manual_seed(seed + _RANK_STRIDE * world.rank)
     data = torch.from_numpy(images).to(device)  # uint8 on the device: the whole set stays resident
     targets = torch.from_numpy(labels).to(device)
     state = build_state(
         cfg, n_classes=n_classes, image_size=images.shape[1], channels=images.shape[3],
         device=device,
     )
+    if world.world_size > 1:  # each rank draws its own batches and augmentations
+        torch.manual_seed(seed + _RANK_STRIDE * world.rank)
+        state.G_ddp, state.D_ddp = _ddp(state.G, device), _ddp(state.D, device)
     loss, augment = LOSSES[cfg.loss], list(cfg.diffaugment)
     # Per-image sampling weights: uniform over images, or uniform over classes (minority classes
     # then get as many generator and discriminator updates as the majority).
@@ -165,12 +185,12 @@ def fit(
     last_logged = result.history[-1]["step"] if result.history else 0
     for step in range(state.step + 1, cfg.steps + 1):
         for _ in range(cfg.d_steps):
-            idx = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=gen)
+            idx = torch.multinomial(weights, batch, replacement=True, generator=gen)
             real, y = to_unit(data[idx]), targets[idx]
-            z = torch.randn(cfg.batch_size, cfg.latent_dim, device=device, generator=gen)
+            z = torch.randn(batch, cfg.latent_dim, device=device, generator=gen)
             d_loss, d_real, d_fake = d_step(state, real, y, z, loss=loss, augment=augment,
                                             gp_weight=cfg.gp_weight, r1_gamma=cfg.r1_gamma)
-        z = torch.randn(cfg.batch_size, cfg.latent_dim, device=device, generator=gen)
+        z = torch.randn(batch, cfg.latent_dim, device=device, generator=gen)
         g_loss = g_step(state, y, z, loss=loss, augment=augment)
         # EMA warm-up: early on, average over the steps seen so far rather than the random init.
         ema_update(state.G_ema, state.G, decay=min(cfg.ema_decay, (1 + step) / (10 + step)))
@@ -178,7 +198,7 @@ def fit(
         sums += torch.stack([d_loss, g_loss, d_real, d_fake])
         last = step == cfg.steps
         if step % cfg.log_every == 0 or last:
-            row = _log_row(sums / (step - last_logged), step, checkpoint)
+            row = _log_row(mean_over_ranks(sums / (step - last_logged)), step, checkpoint)
             sums.zero_()
             result.history.append(row)
             last_logged = step
@@ -186,12 +206,22 @@ def fit(
         if quality is not None and ((cfg.eval_every and step % cfg.eval_every == 0) or last):
             _evaluate(quality, result, device)
         if checkpoint is not None and (step % cfg.checkpoint_every == 0 or last):
-            if not bool(torch.isfinite(sums).all()):  # never overwrite a good state with NaNs
-                raise PipelineError(_nonfinite_message(step, checkpoint))
+            if not bool(torch.isfinite(mean_over_ranks(sums.clone())).all()):
+                raise PipelineError(_nonfinite_message(step, checkpoint))  # keep the good state
             result.seconds = time.perf_counter() - start
             _save_training_state(checkpoint, resume_key, result, sums, gen)
     result.seconds = time.perf_counter() - start
     return result
+
+
+_RANK_STRIDE = 1_000_003  # rank r's random streams start from seed + r * this
+
+
+def _ddp(module: nn.Module, device: torch.device) -> nn.Module:
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids)
 
 
 def _evaluate(quality: QualityFn, result: FitResult, device: torch.device) -> None:
@@ -201,8 +231,8 @@ def _evaluate(quality: QualityFn, result: FitResult, device: torch.device) -> No
     changes the training run: the weights are the same with or without evaluation.
     """
     state = result.state
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        metrics = quality(state.G_ema)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), local():
+        metrics = quality(state.G_ema)  # under torchrun: rank 0 alone, so no collectives
     row = {"step": state.step, **metrics}
     result.quality.append(row)
     best = result.best
@@ -221,14 +251,18 @@ def _save_training_state(
     of the open log interval, histories, the best generator so far and every RNG state (the
     DiffAugment draws come from torch's global RNG, so its state is the augmentation state)."""
     s = result.state
-    rng = {"torch": torch.get_rng_state(), "generator": gen.get_state()}
+    rng = {"torch": torch.get_rng_state(), "generator": gen.get_state().cpu(),
+           "sums": sums.cpu()}
     if sums.device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(sums.device)
+    ranks = gather_objects(rng)  # under torchrun every rank's streams: rank r resumes rank r's
+    if not current().is_main:
+        return
     save_checkpoint(path, {
         "format": TRAINING_STATE, "key": key, "step": s.step, "seconds": result.seconds,
         "G": s.G.state_dict(), "D": s.D.state_dict(), "G_ema": s.G_ema.state_dict(),
-        "opt_g": s.opt_g.state_dict(), "opt_d": s.opt_d.state_dict(), "rng": rng,
-        "sums": sums.cpu(), "history": result.history, "quality": result.quality,
+        "opt_g": s.opt_g.state_dict(), "opt_d": s.opt_d.state_dict(), "rng": ranks,
+        "history": result.history, "quality": result.quality,
         "best": result.best, "best_state": result.best_state,
     })
 
@@ -242,7 +276,9 @@ def _resume(
     except PipelineError:
         notify(f"{path} is not a readable training state; starting from step 0")
         return False
-    if ckpt.get("format") != TRAINING_STATE or ckpt.get("key") != key:
+    world = current()
+    if (ckpt.get("format") != TRAINING_STATE or ckpt.get("key") != key
+            or len(ckpt.get("rng", ())) != world.world_size):
         notify(f"{path} holds a run with other data or settings; starting from step 0")
         return False
     if ckpt["step"] > steps:
@@ -254,11 +290,12 @@ def _resume(
     state.opt_g.load_state_dict(ckpt["opt_g"])
     state.opt_d.load_state_dict(ckpt["opt_d"])
     state.step = ckpt["step"]
-    torch.set_rng_state(ckpt["rng"]["torch"])
-    gen.set_state(ckpt["rng"]["generator"])
-    if "cuda" in ckpt["rng"] and sums.device.type == "cuda":
-        torch.cuda.set_rng_state(ckpt["rng"]["cuda"], sums.device)
-    sums.copy_(ckpt["sums"])
+    rng = ckpt["rng"][world.rank]
+    torch.set_rng_state(rng["torch"])
+    gen.set_state(rng["generator"])
+    if "cuda" in rng and sums.device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"], sums.device)
+    sums.copy_(rng["sums"])
     result.history, result.quality = list(ckpt["history"]), list(ckpt["quality"])
     result.best, result.best_state = ckpt["best"], ckpt["best_state"]
     result.seconds = float(ckpt["seconds"])
