@@ -126,6 +126,8 @@ class TrainGanConfig:
     eval_every: int = 500  # quality metrics (fid_domain, ...) every N steps and at the end; 0 = end
     checkpoint_every: int = 250  # resumable training state every N steps and at the end
     log_every: int = 50
+    # auto: bf16 autocast on GPUs that support it, fp32 on CPU | fp32 | bf16
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     device: str = "auto"
 
     def __post_init__(self) -> None:

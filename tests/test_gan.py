@@ -530,3 +530,15 @@ def test_the_generator_with_the_lowest_fid_domain_is_kept() -> None:
     assert result.best == {"step": 4, "fid_domain": 1.0}
     for k, v in snapshots[1].items():
         assert torch.equal(result.best_state[k], v)
+
+
+def test_bf16_autocast_trains_on_cpu_and_changes_the_arithmetic() -> None:
+    bf16 = fit(IMAGES, LABELS, tiny(precision="bf16"), n_classes=3, seed=0, device=CPU)
+    fp32 = fit(IMAGES, LABELS, tiny(precision="fp32"), n_classes=3, seed=0, device=CPU)
+    auto = fit(IMAGES, LABELS, tiny(precision="auto"), n_classes=3, seed=0, device=CPU)
+    assert bf16.state.amp_dtype is torch.bfloat16 and fp32.state.amp_dtype is None
+    assert auto.history == fp32.history  # auto is fp32 on the CPU
+    assert all(math.isfinite(v) for row in bf16.history for v in row.values())
+    assert bf16.history != fp32.history
+    for p in bf16.state.G.parameters():  # weights (and optimizer state) stay fp32
+        assert p.dtype == torch.float32
