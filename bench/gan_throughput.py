@@ -45,6 +45,29 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class Clock:
+    """Counts images after `warm` untimed steps until `seconds` have passed: `tick` -> done?"""
+
+    def __init__(self, device: torch.device, seconds: float, warm: int = 5) -> None:
+        self.device, self.seconds, self.warm, self.seen, self.start = device, seconds, warm, 0, 0.0
+
+    def tick(self, n: int) -> bool:
+        self.warm -= 1
+        if self.warm == 0:
+            sync(self.device)
+            self.start = time.perf_counter()
+        elif self.warm < 0:
+            self.seen += n
+            if time.perf_counter() - self.start >= self.seconds:
+                sync(self.device)
+                return True
+        return False
+
+    @property
+    def rate(self) -> float:
+        return self.seen / (time.perf_counter() - self.start)
+
+
 def typical_gan_loop(images, labels, *, arch: str, loss: str, spectral_norm: bool,
                      device: torch.device, seconds: float, width: int, latent: int = 64) -> float:
     """The loop most GAN code is written as: DataLoader batches from the host, fp32, eager."""
@@ -67,7 +90,7 @@ def typical_gan_loop(images, labels, *, arch: str, loss: str, spectral_norm: boo
         return F.binary_cross_entropy_with_logits(f, torch.ones_like(f)) if loss == "bce" \
             else -f.mean()
 
-    seen, start, warm = 0, None, 5
+    clock = Clock(device, seconds)
     while True:
         for real, y in loader:
             real, y = real.to(device), y.to(device)
@@ -82,15 +105,8 @@ def typical_gan_loop(images, labels, *, arch: str, loss: str, spectral_norm: boo
             lg.backward()
             opt_g.step()
             ld.item(), lg.item()  # per-step logging, as typical loops do
-            warm -= 1
-            if warm == 0:
-                sync(device)
-                start = time.perf_counter()
-            elif warm < 0:
-                seen += len(y)
-                if time.perf_counter() - start >= seconds:
-                    sync(device)
-                    return seen / (time.perf_counter() - start)
+            if clock.tick(len(y)):
+                return clock.rate
 
 
 def project_gan(images, labels, cfg, *, device: torch.device, seconds: float) -> float:
@@ -113,7 +129,7 @@ def typical_classifier_loop(images, labels, *, device, seconds, width) -> float:
     model = CLASSIFIERS["cnn"](channels=1, n_classes=2, image_size=images.shape[1],
                                width=width).to(device)
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
-    seen, start, warm = 0, None, 5
+    clock = Clock(device, seconds)
     while True:
         for xb, yb in loader:
             loss = F.cross_entropy(model(xb.to(device)), yb.to(device))
@@ -121,15 +137,8 @@ def typical_classifier_loop(images, labels, *, device, seconds, width) -> float:
             loss.backward()
             opt.step()
             loss.item()
-            warm -= 1
-            if warm == 0:
-                sync(device)
-                start = time.perf_counter()
-            elif warm < 0:
-                seen += len(yb)
-                if time.perf_counter() - start >= seconds:
-                    sync(device)
-                    return seen / (time.perf_counter() - start)
+            if clock.tick(len(yb)):
+                return clock.rate
 
 
 def project_classifier(images, labels, cfg, *, device, seconds) -> float:

@@ -63,6 +63,16 @@ def local() -> Iterator[None]:
         _LOCAL[0] = before
 
 
+@contextlib.contextmanager
+def process_group(device: torch.device) -> Iterator[Dist]:
+    """`init_from_env` for the duration of a stage, then leave the group (a no-op alone)."""
+    world = init_from_env(device)
+    try:
+        yield world
+    finally:
+        shutdown()
+
+
 def current() -> Dist:
     """The process group this process is in (world size 1 outside torchrun and inside `local`)."""
     if _LOCAL[0] or not (dist.is_available() and dist.is_initialized()):

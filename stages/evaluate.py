@@ -12,7 +12,7 @@ from pipeline.artifacts import Split, load_split, save_csv, save_json
 from pipeline.cli import run_stage
 from pipeline.config import Config, as_flat_dict, load_config
 from pipeline.device import resolve_device
-from pipeline.distributed import Dist, init_from_env, shutdown
+from pipeline.distributed import Dist, process_group
 from pipeline.evaluate import evaluate_variants
 
 
@@ -20,11 +20,8 @@ def main(args: argparse.Namespace) -> None:
     cfg = load_config(args.params)
     # Under `torchrun --nproc-per-node N` every classifier fit runs DDP over the N processes;
     # rank 0 alone writes the metrics, plots and MLflow runs.
-    world = init_from_env(resolve_device(cfg.evaluate.device))
-    try:
+    with process_group(resolve_device(cfg.evaluate.device)) as world:
         _evaluate(args, cfg, world)
-    finally:
-        shutdown()
 
 
 def _evaluate(args: argparse.Namespace, cfg: Config, world: Dist) -> None:

@@ -21,7 +21,7 @@ from pipeline.artifacts import (
 from pipeline.cli import run_stage
 from pipeline.config import Config, as_flat_dict, load_config
 from pipeline.device import resolve_device
-from pipeline.distributed import Dist, init_from_env, shutdown
+from pipeline.distributed import Dist, process_group
 from pipeline.features import load_extractor
 from pipeline.gan.checkpoint import save_generator
 from pipeline.gan.quality import QualityProbe
@@ -33,11 +33,8 @@ SAMPLES_PER_CLASS = 10
 def main(args: argparse.Namespace) -> None:
     cfg = load_config(args.params)
     # Under `torchrun --nproc-per-node N` this joins the process group (pipeline/distributed.py).
-    world = init_from_env(resolve_device(cfg.train_gan.device))
-    try:
+    with process_group(resolve_device(cfg.train_gan.device)) as world:
         _train(args, cfg, world)
-    finally:
-        shutdown()
 
 
 def _train(args: argparse.Namespace, cfg: Config, world: Dist) -> None:
