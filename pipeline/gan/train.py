@@ -210,6 +210,13 @@ def fit(
         resumed = _resume(checkpoint, resume_key, cfg.steps, state, result, sums, gen, notify)
         if resumed:
             notify(f"resuming from step {state.step} ({checkpoint})")
+    steps = gather_objects(state.step)  # under torchrun: every rank must resume the same step
+    if len(set(steps)) > 1:
+        raise PipelineError(
+            f"train_gan: the processes found different training states at {checkpoint} (steps "
+            f"{steps}); put checkpoints/ on storage every node shares, or "
+            f"delete the state to start over"
+        )
     start = time.perf_counter() - result.seconds
     last_logged = result.history[-1]["step"] if result.history else 0
     for step in range(state.step + 1, cfg.steps + 1):
