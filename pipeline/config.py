@@ -217,7 +217,8 @@ class Config:
     digest: str = ""  # sha256 of the params file; groups the MLflow runs of one pipeline execution
 
     def __post_init__(self) -> None:
-        _check(0 <= self.seed < 2**32, "seed", "must be in [0, 4294967295]")
+        # < 2**31: image seeds are seed * 2**32 + i and must stay within int64
+        _check(0 <= self.seed < 2**31, "seed", "must be in [0, 2147483647]")
 
 
 def load_config(path: str | Path = "params.yaml") -> Config:

@@ -77,8 +77,9 @@ def _train(args: argparse.Namespace, cfg: Config, world: Dist) -> None:
                          notify=notify)
         finally:
             bar.close()  # before any error line, so the error starts on a line of its own
-        run.log_history([(row["step"], row) for row in result.history])
-        run.log_history([(row["step"], row) for row in result.quality])
+        for rows in (result.history, result.quality):  # curves in the MLflow UI
+            run.log_history([(r["step"], {k: v for k, v in r.items() if k != "step"})
+                             for r in rows])
         state, best = result.state, result.best
         assert best is not None and result.best_state is not None  # quality runs at the last step
         # The generator that ships is the EMA generator at the step with the lowest fid_domain.
@@ -106,7 +107,9 @@ def _train(args: argparse.Namespace, cfg: Config, world: Dist) -> None:
             "n_processes": world.world_size,
         }
         save_json(args.metrics, metrics)
-        run.log_metrics({k: v for k, v in metrics.items() if k != "device"})
+        # at the last step, so the run's headline values are the kept generator's, not the last
+        # evaluation's
+        run.log_metrics({k: v for k, v in metrics.items() if k != "device"}, step=state.step)
         for path in (args.metrics, args.checkpoint, plots / "samples.png",
                      plots / "losses.csv", plots / "quality.csv"):
             run.log_artifact(path)

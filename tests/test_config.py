@@ -254,6 +254,12 @@ def test_negative_seed_is_rejected(tmp_path: Path) -> None:
     assert "seed" in error_for(tmp_path, "seed: -1\n")
 
 
+def test_seeds_that_would_overflow_image_seeds_are_rejected(tmp_path: Path) -> None:
+    # image seeds are seed * 2**32 + i (int64)
+    assert "seed: must be in [0, 2147483647]" in error_for(tmp_path, "seed: 2147483648\n")
+    assert load_text(tmp_path, "seed: 2147483647\n").seed == 2**31 - 1
+
+
 @pytest.mark.parametrize("text", [
     "generate:\n  target: ratio\n  ratio: .inf\n",
     "train_gan:\n  lr_g: .inf\n",

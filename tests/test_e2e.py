@@ -227,6 +227,14 @@ def test_mlflow_has_one_finished_run_per_stage_under_one_pipeline_parent(
     assert train_gan.data.metrics["steps"] == 20
     history = pipeline.client().get_metric_history(train_gan.info.run_id, "d_loss")
     assert [h.step for h in history] == [5, 10, 15, 20]
+    fid = pipeline.client().get_metric_history(train_gan.info.run_id, "fid_domain")
+    assert sorted(h.step for h in fid) == [10, 20, 20]  # the history, then the kept value
+    kept = pipeline.json("metrics/train_gan.json")
+    assert train_gan.data.metrics["fid_domain"] == pytest.approx(kept["fid_domain"])
+    assert train_gan.data.metrics["best_step"] == kept["best_step"]
+    assert "step" not in train_gan.data.metrics
+    per_class = pipeline.client().get_metric_history(train_gan.info.run_id, "fid_domain/class_9")
+    assert len(per_class) == 2
     generate = stage_runs["generate"]
     n_synthetic = pipeline.json("metrics/generate.json")["n_synthetic"]
     assert generate.data.metrics["n_synthetic"] == n_synthetic

@@ -542,3 +542,33 @@ def test_bf16_autocast_trains_on_cpu_and_changes_the_arithmetic() -> None:
     assert bf16.history != fp32.history
     for p in bf16.state.G.parameters():  # weights (and optimizer state) stay fp32
         assert p.dtype == torch.float32
+
+
+# --- per-image latents ----------------------------------------------------------------------------
+
+def test_latents_are_a_pure_function_of_each_seed() -> None:
+    from pipeline.gan.latents import latents
+
+    seeds = np.array([0, 1, 2, 7 * 2**32 + 3, -5, 2**62], dtype=np.int64)
+    z = latents(seeds, 16, device=CPU)
+    assert z.shape == (6, 16) and z.dtype == torch.float32 and torch.isfinite(z).all()
+    # row i depends on seeds[i] only: alone, in another order, in another batch
+    for i, s in enumerate(seeds):
+        assert torch.equal(latents(np.array([s]), 16, device=CPU)[0], z[i])
+    assert torch.equal(latents(seeds[::-1].copy(), 16, device=CPU), z.flip(0))
+    assert len({tuple(row.tolist()) for row in z}) == 6  # neighbouring seeds differ
+    # the first 8 coordinates of a longer vector are the 8-dim vector
+    assert torch.equal(latents(seeds, 8, device=CPU), z[:, :8])
+
+
+def test_latents_are_standard_normal() -> None:
+    from pipeline.gan.latents import latents
+
+    z = latents(np.arange(20_000, dtype=np.int64), 8, device=CPU).double()
+    assert abs(z.mean().item()) < 0.01
+    assert abs(z.std().item() - 1) < 0.01
+    corr = torch.corrcoef(z.T)
+    assert (corr - torch.eye(8, dtype=torch.float64)).abs().max() < 0.03  # independent coordinates
+    assert abs((z.abs() > 1.96).double().mean().item() - 0.05) < 0.005  # normal tails
+    seq = torch.corrcoef(torch.stack([z[:-1, 0], z[1:, 0]]))[0, 1]
+    assert abs(seq.item()) < 0.03  # consecutive seeds are uncorrelated

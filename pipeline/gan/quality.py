@@ -45,9 +45,10 @@ class QualityProbe:
     def __post_init__(self) -> None:
         self.real_features = embed(self.extractor, self.train_images, device=self.device)
         self.fake_labels = np.sort(self.train_labels)
-        # Seeds disjoint from the generate stage's (seed * 2**32 + i): probe samples never ship.
-        self.fake_seeds = (2**62 + self.seed * 2**32 + np.arange(len(self.fake_labels))).astype(
-            np.int64)
+        # Negative: disjoint from the generate stage's seeds (seed * 2**32 + i), so the probe's
+        # samples are never the ones that ship.
+        self.fake_seeds = -(1 + self.seed * 2**32 + np.arange(len(self.fake_labels),
+                                                              dtype=np.int64))
 
     def samples(self, G: nn.Module) -> np.ndarray:
         return sample(G, self.fake_labels, self.fake_seeds, latent_dim=self.latent_dim,

@@ -27,6 +27,7 @@ from pipeline.distributed import (
 )
 from pipeline.errors import PipelineError
 from pipeline.gan.augment import diff_augment
+from pipeline.gan.latents import latents
 from pipeline.gan.losses import LOSSES, GanLoss
 from pipeline.models import build_discriminator, build_generator
 from pipeline.pixels import to_uint8, to_unit
@@ -358,17 +359,15 @@ def sample(
     G: nn.Module, labels: np.ndarray, seeds: np.ndarray, *, latent_dim: int,
     device: torch.device, batch_size: int = 512,
 ) -> np.ndarray:
-    """Images for `labels` (N,), image i drawn from z ~ N(0, I) seeded by seeds[i]: uint8 (N, H, W, C).
-
-    Seeding each image on its own makes any single synthetic image reproducible from the manifest.
-    """
+    """Images for `labels` (N,), image i from z = latents(seeds[i]) (pipeline/gan/latents.py):
+    uint8 (N, H, W, C). Seeding each image on its own makes any single synthetic image
+    reproducible from the manifest."""
     G.eval()
-    z = torch.stack([
-        torch.randn(latent_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds
-    ] or [torch.zeros(latent_dim)])  # one dummy row so an empty request still knows the shape
+    seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
+    # one dummy row so that an empty request still learns the image shape
+    z = latents(seeds if len(seeds) else np.zeros(1, np.int64), latent_dim, device=device)
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64).reshape(-1))
     y = (y if len(y) else torch.zeros(1, dtype=torch.int64)).to(device)
-    z = z.to(device)
     # The images land in one uint8 array on the device and cross to the host once.
     first = to_uint8(G(z[:batch_size], y[:batch_size]))
     out = torch.empty((len(z), *first.shape[1:]), dtype=torch.uint8, device=device)
