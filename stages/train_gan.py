@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+import pipeline
+
 from pipeline.artifacts import (
     file_sha256, grid_scale, image_grid, load_split, save_csv, save_json, save_png,
 )
@@ -121,12 +123,15 @@ def _train(args: argparse.Namespace, cfg: Config, world: Dist) -> None:
 
 def _resume_key(cfg: Config, device, train: Path, features: str) -> str:
     """What a saved training state must match to be continued: every train_gan setting except
-    `steps` (so a finished run can be extended), the seed, the device type and the exact data and
-    feature extractor."""
+    `steps` (so a finished run can be extended), the seed, the device type, the exact data and
+    feature extractor, and the training code (a state from other code is not continued)."""
     settings = {k: v for k, v in dataclasses.asdict(cfg.train_gan).items() if k != "steps"}
+    code = Path(pipeline.__file__).parent
+    sources = sorted([*(code / "gan").glob("*.py"), *(code / "models").glob("*.py")])
     payload = json.dumps({"train_gan": settings, "seed": cfg.seed, "device": device.type,
                           "train": file_sha256(train), "features": file_sha256(features),
-                          "features_cfg": dataclasses.asdict(cfg.features)},
+                          "features_cfg": dataclasses.asdict(cfg.features),
+                          "code": [file_sha256(f) for f in sources]},
                          sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
