@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -75,13 +77,21 @@ def train_classifier(
 
 
 @torch.no_grad()
+def apply_batched(
+    fn: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray, *, device: torch.device,
+    batch_size: int = 1024, width: int = 0,
+) -> np.ndarray:
+    """fn over uint8 images (N, H, W, C) in [-1, 1] batches on `device`: float32 (N, D); with no
+    images, (0, width)."""
+    out = [fn(to_unit(torch.from_numpy(images[i : i + batch_size]).to(device))).float()
+           for i in range(0, len(images), batch_size)]
+    return torch.cat(out).cpu().numpy() if out else np.zeros((0, width), dtype=np.float32)
+
+
 def predict_proba(
     model: nn.Module, images: np.ndarray, *, device: torch.device, batch_size: int = 1024
 ) -> np.ndarray:
     """Class probabilities (N, K) for uint8 images (N, H, W, C)."""
     model.eval()
-    out = [
-        F.softmax(model(to_unit(torch.from_numpy(images[i : i + batch_size]).to(device))), dim=1)
-        for i in range(0, len(images), batch_size)
-    ]
-    return torch.cat(out).float().cpu().numpy()
+    return apply_batched(lambda x: F.softmax(model(x), dim=1), images, device=device,
+                         batch_size=batch_size)

@@ -20,11 +20,10 @@ from torch import nn
 
 from pipeline import LogFn
 from pipeline.artifacts import load_checkpoint, save_checkpoint
-from pipeline.classify import inverse_frequency, train_classifier
+from pipeline.classify import apply_batched, inverse_frequency, train_classifier
 from pipeline.config import FeaturesConfig
 from pipeline.errors import PipelineError
 from pipeline.models import CLASSIFIERS
-from pipeline.pixels import to_unit
 
 FORMAT = "imbalance-gan/features/v1"
 
@@ -38,19 +37,13 @@ def train_extractor(
                             class_weights=inverse_frequency(labels, n_classes), log=log)
 
 
-@torch.no_grad()
 def embed(
     model: nn.Module, images: np.ndarray, *, device: torch.device, batch_size: int = 1024
 ) -> np.ndarray:
     """Penultimate-layer features (N, D) float32 of uint8 images (N, H, W, C)."""
     model.eval()
-    out = [
-        model.features(to_unit(torch.from_numpy(images[i : i + batch_size]).to(device))).float()
-        for i in range(0, len(images), batch_size)
-    ]
-    if not out:
-        return np.zeros((0, model.feature_dim), dtype=np.float32)
-    return torch.cat(out).cpu().numpy()
+    return apply_batched(model.features, images, device=device, batch_size=batch_size,
+                         width=model.feature_dim)
 
 
 def save_extractor(
