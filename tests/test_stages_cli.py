@@ -201,8 +201,8 @@ def test_a_failure_inside_a_stage_marks_its_mlflow_run_failed(
 ) -> None:
     # train_gan's losses go NaN while its MLflow run is open
     write_params(project_copy / "params.yaml",
-                 train_gan={"steps": 4, "width": 8, "batch_size": 8, "log_every": 2, "loss": "hinge",
-                            "device": "cpu"})
+                 train_gan={"steps": 4, "width": 8, "batch_size": 8, "log_every": 2,
+                            "loss": "hinge", "device": "cpu"})
     for split in ("train", "test"):
         save_split(project_copy / f"data/prepared/{split}.npz", *make_images([6, 6]))
     (project_copy / "models").mkdir()
