@@ -84,6 +84,8 @@ def typical_gan_loop(images, labels, *, arch: str, loss: str, spectral_norm: boo
         if loss == "bce":
             return F.binary_cross_entropy_with_logits(r, torch.ones_like(r)) + \
                 F.binary_cross_entropy_with_logits(f, torch.zeros_like(f))
+        if loss == "wgan-gp":
+            return f.mean() - r.mean()
         return F.relu(1 - r).mean() + F.relu(1 + f).mean()
 
     def g_loss(f):
@@ -97,6 +99,11 @@ def typical_gan_loop(images, labels, *, arch: str, loss: str, spectral_norm: boo
             z = torch.randn(len(y), latent, device=device)
             fake = G(z, y)
             ld = d_loss(D(real, y), D(fake.detach(), y))
+            if loss == "wgan-gp":  # the textbook gradient penalty, as the project's loss has
+                eps = torch.rand(len(y), 1, 1, 1, device=device)
+                x_hat = (eps * real + (1 - eps) * fake.detach()).requires_grad_(True)
+                (grad,) = torch.autograd.grad(D(x_hat, y).sum(), x_hat, create_graph=True)
+                ld = ld + 10.0 * (grad.flatten(1).norm(dim=1) - 1).square().mean()
             opt_d.zero_grad()
             ld.backward()
             opt_d.step()
