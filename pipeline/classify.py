@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.config import EvaluateConfig, FeaturesConfig
-from pipeline.distributed import current
+from pipeline.distributed import current, wrap_ddp
 from pipeline.models import CLASSIFIERS
 from pipeline.pixels import to_unit
 from pipeline import LogFn
@@ -41,12 +41,7 @@ def train_classifier(
         channels=images.shape[3], n_classes=n_classes, image_size=images.shape[1], width=cfg.width
     ).to(device)
     world = current()
-    trained = model
-    if world.world_size > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        trained = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+    trained = wrap_ddp(model, device) if world.world_size > 1 else model
     weight = None if class_weights is None else torch.as_tensor(
         class_weights, dtype=torch.float32, device=device)
     if device.type == "cuda":

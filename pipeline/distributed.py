@@ -106,9 +106,12 @@ def gather_objects(obj: object) -> list[object]:
     return out
 
 
-def barrier() -> None:
-    if current().world_size > 1:
-        dist.barrier()
+def wrap_ddp(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """`module` in DistributedDataParallel (gradients averaged over the ranks in backward)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(
+        module, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def shutdown() -> None:

@@ -23,7 +23,7 @@ from pipeline import LogFn
 from pipeline.artifacts import load_checkpoint, save_checkpoint
 from pipeline.config import TrainGanConfig
 from pipeline.distributed import (
-    current, gather_objects, local, mean_over_ranks, per_rank_batch,
+    current, gather_objects, local, mean_over_ranks, per_rank_batch, wrap_ddp,
 )
 from pipeline.errors import PipelineError
 from pipeline.gan.augment import diff_augment
@@ -200,7 +200,7 @@ def fit(
     )
     if world.world_size > 1:  # each rank draws its own batches and augmentations
         torch.manual_seed(seed + _RANK_STRIDE * world.rank)
-        state.G_ddp, state.D_ddp = _ddp(state.G, device), _ddp(state.D, device)
+        state.G_ddp, state.D_ddp = wrap_ddp(state.G, device), wrap_ddp(state.D, device)
     loss, augment = LOSSES[cfg.loss], list(cfg.diffaugment)
     # Per-image sampling weights: uniform over images, or uniform over classes (minority classes
     # then get as many generator and discriminator updates as the majority).
@@ -252,13 +252,6 @@ def fit(
 
 
 _RANK_STRIDE = 1_000_003  # rank r's random streams start from seed + r * this
-
-
-def _ddp(module: nn.Module, device: torch.device) -> nn.Module:
-    from torch.nn.parallel import DistributedDataParallel
-
-    ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=ids)
 
 
 def _evaluate(quality: QualityFn, result: FitResult, device: torch.device) -> None:
