@@ -26,13 +26,13 @@ from overrides import with_overrides
 
 from pipeline.balance import balance_plan
 from pipeline.config import Config, parse_config
-from pipeline.data import Split, prepare_dataset
+from pipeline.data import prepare_dataset
 from pipeline.device import resolve_device
 from pipeline.evaluate import evaluate_variants
 from pipeline.features import train_extractor
 from pipeline.gan.quality import QualityProbe
 from pipeline.gan.train import fit
-from pipeline.synthesize import synthesize
+from pipeline.synthesize import pool_plan, synthesize
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,7 +46,7 @@ def run(cfg: Config, device: torch.device) -> dict[str, object]:
     times: dict[str, float] = {}
     t = time.perf_counter()
     data = prepare_dataset(cfg.data, cfg.prepare, seed=cfg.seed)
-    train, test = data.splits["train"], data.splits["test"]
+    train, val, test = (data.splits[k] for k in ("train", "val", "test"))
     n_classes = len(data.class_names)
     times["prepare"] = time.perf_counter() - t
 
@@ -56,7 +56,7 @@ def run(cfg: Config, device: torch.device) -> dict[str, object]:
     times["features"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    probe = QualityProbe(extractor, train.images, train.labels, test.images, test.labels,
+    probe = QualityProbe(extractor, train.images, train.labels, val.images, val.labels,
                          cfg.features, n_classes=n_classes, latent_dim=cfg.train_gan.latent_dim,
                          device=device, seed=cfg.seed)
     result = fit(train.images, train.labels, cfg.train_gan, n_classes=n_classes, seed=cfg.seed,
@@ -65,21 +65,24 @@ def run(cfg: Config, device: torch.device) -> dict[str, object]:
     times["train_gan"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    plan = balance_plan(data.report["counts"]["train"], target=cfg.generate.target,
-                        count=cfg.generate.count, ratio=cfg.generate.ratio)
-    synth = synthesize(result.state.G_ema, plan, latent_dim=cfg.train_gan.latent_dim,
-                       seed=cfg.seed, device=device, extractor=extractor,
-                       train_images=train.images, test_images=test.images,
-                       reject_memorized=cfg.generate.reject_memorized,
+    counts = data.report["counts"]["train"]
+    plan = balance_plan(counts, target=cfg.generate.target, count=cfg.generate.count,
+                        ratio=cfg.generate.ratio)
+    candidates = pool_plan(plan, counts, candidates_per_image=cfg.generate.candidates_per_image)
+    synth = synthesize(result.state.G_ema, candidates, latent_dim=cfg.train_gan.latent_dim, seed=cfg.seed, device=device,
+                       extractor=extractor, train_images=train.images, train_labels=train.labels,
+                       val_images=val.images, reject_memorized=cfg.generate.reject_memorized,
                        quality_gate=cfg.generate.quality_gate,
                        batch_size=cfg.generate.batch_size)
     times["generate"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    scores = evaluate_variants(train, Split(synth.images, synth.labels), test, cfg.evaluate,
-                               n_classes=n_classes, seed=cfg.seed, device=device)
+    comparison = evaluate_variants(train, val, test, synth.pool, cfg.evaluate,
+                                   n_classes=n_classes, seed=cfg.seed, device=device)
     times["evaluate"] = time.perf_counter() - t
-    return {"times": times, "metrics": {v: r.metrics for v, r in scores.items()}}
+    return {"times": times, "metrics": comparison.as_json()["variants"],
+            "comparison": comparison, "quality": result.best, "generate": synth.stats,
+            "pool": synth.pool}
 
 
 def main() -> None:

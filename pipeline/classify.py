@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.augment import augment as augment_batch
 from pipeline.config import EvaluateConfig, FeaturesConfig
-from pipeline.distributed import current, wrap_ddp
+from pipeline.distributed import Dist, current, wrap_ddp
 from pipeline.models import CLASSIFIERS
 from pipeline.pixels import to_unit
 from pipeline import LogFn
+
+AUGMENT_STREAM = 0x5EED  # offset of the augmentation RNG's seed from the classifier seed
 
 
 def inverse_frequency(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -23,24 +26,31 @@ def inverse_frequency(labels: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def train_classifier(
-    images: np.ndarray, labels: np.ndarray, cfg: EvaluateConfig | FeaturesConfig, *, n_classes: int, seed: int,
-    device: torch.device, class_weights: np.ndarray | None = None,
+    images: np.ndarray, labels: np.ndarray, cfg: EvaluateConfig | FeaturesConfig, *,
+    n_classes: int, seed: int, device: torch.device, class_weights: np.ndarray | None = None,
+    augment: Sequence[str] | None = None,
+    pretrain: tuple[np.ndarray, np.ndarray] | None = None, pretrain_steps: int = 0,
     log: LogFn = lambda metrics, step: None,
 ) -> nn.Module:
     """AdamW + cosine decay for exactly `cfg.steps` minibatches, reshuffling every epoch.
 
-    `class_weights` (K,) weight the cross-entropy per class (the class_weight variants). Under
-    torchrun the model is wrapped in DistributedDataParallel and every rank trains on its share of
-    each global minibatch (the same shuffled order on all ranks, rank r takes rows r, r+N, ...).
+    `class_weights` (K,) weight the cross-entropy per class (the class_weight variants).
+    `augment` (default `cfg.augment`) names the classifier-side augmentations applied to every
+    batch (pipeline/augment.py). With `pretrain` (images, labels), the first `pretrain_steps` of
+    the same schedule train on that set (unweighted), the rest on `images`: the total number of
+    optimizer steps stays `cfg.steps`. Under torchrun the model is wrapped in
+    DistributedDataParallel and every rank trains on its share of each global minibatch (the same
+    shuffled order on all ranks, rank r takes rows r, r+N, ...).
     """
     torch.manual_seed(seed)  # same seed -> same initial weights for every variant
     gen = torch.Generator(device=device).manual_seed(seed)
-    data = torch.from_numpy(images).to(device)  # uint8 (N, H, W, C), resident on the device
-    targets = torch.from_numpy(labels).to(device)
+    world = current()
+    # Augmentation draws its own stream (per rank: each rank augments other images).
+    aug_gen = torch.Generator(device=device).manual_seed(seed + AUGMENT_STREAM + world.rank)
+    augment = tuple(cfg.augment if augment is None else augment)
     model = CLASSIFIERS[cfg.classifier](
         channels=images.shape[3], n_classes=n_classes, image_size=images.shape[1], width=cfg.width
     ).to(device)
-    world = current()
     trained = wrap_ddp(model, device) if world.world_size > 1 else model
     weight = None if class_weights is None else torch.as_tensor(
         class_weights, dtype=torch.float32, device=device)
@@ -50,25 +60,46 @@ def train_classifier(
                             fused=True if device.type == "cuda" else None)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
     model.train()
-    order, pos, running = torch.randperm(len(data), device=device, generator=gen), 0, 0.0
-    batch = min(cfg.batch_size, len(data))
+    phases = [(pretrain, min(pretrain_steps, cfg.steps), None)] if pretrain is not None else []
+    phases.append(((images, labels), cfg.steps - sum(n for _, n, _ in phases), weight))
+    step, running = 0, 0.0
+    for (x_np, y_np), n_steps, phase_weight in phases:
+        batches = _batches(x_np, y_np, cfg.batch_size, device=device, gen=gen, world=world)
+        for _ in range(n_steps):
+            step += 1
+            x, y = next(batches)
+            loss = F.cross_entropy(trained(augment_batch(x, augment, aug_gen)), y,
+                                   weight=phase_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            running += loss.detach()
+            if step % 100 == 0 or step == cfg.steps:
+                log({"train_loss": float(running) / (100 if step % 100 == 0 else step % 100)},
+                    step)
+                running = 0.0
+    return model.eval()
+
+
+def _batches(
+    images: np.ndarray, labels: np.ndarray, batch_size: int, *, device: torch.device,
+    gen: torch.Generator, world: Dist,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless minibatches in [-1, 1] (this rank's share), reshuffled every epoch; the data stays
+    resident on `device` as uint8."""
+    data = torch.from_numpy(images).to(device)  # uint8 (N, H, W, C)
+    targets = torch.from_numpy(labels).to(device)
+    batch = min(batch_size, len(data))
     if world.world_size > 1:  # the global batch, rounded down to split evenly over the ranks
         batch = max(world.world_size, batch - batch % world.world_size)
-    for step in range(1, cfg.steps + 1):
+    order, pos = torch.randperm(len(data), device=device, generator=gen), 0
+    while True:
         if pos + batch > len(order):
             order, pos = torch.randperm(len(data), device=device, generator=gen), 0
         idx = order[pos : pos + batch][world.rank :: world.world_size]
         pos += batch
-        loss = F.cross_entropy(trained(to_unit(data[idx])), targets[idx], weight=weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        running += loss.detach()
-        if step % 100 == 0 or step == cfg.steps:
-            log({"train_loss": float(running) / (100 if step % 100 == 0 else step % 100)}, step)
-            running = 0.0
-    return model.eval()
+        yield to_unit(data[idx]), targets[idx]
 
 
 @torch.no_grad()

@@ -17,9 +17,13 @@ from typing import Any, Literal
 
 import yaml
 
+from pipeline.augment import AUGMENTATIONS
 from pipeline.errors import PipelineError
 
 DEVICES = ("auto", "cpu", "cuda")
+AugmentName = Literal[tuple(AUGMENTATIONS)]  # type: ignore[valid-type]
+# Safe for every modality the pipeline targets (pipeline/augment.py says which others are safe).
+DEFAULT_AUGMENT = ("translate", "brightness", "contrast")
 
 
 class FrozenDict(dict):
@@ -95,9 +99,11 @@ class FeaturesConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     classifier: Literal["cnn"] = "cnn"  # its penultimate layer gives the features
+    augment: tuple[AugmentName, ...] = DEFAULT_AUGMENT  # classifier-side, pipeline/augment.py
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        _check(len(set(self.augment)) == len(self.augment), "features.augment", "has duplicates")
         for key in ("width", "steps"):
             _check(getattr(self, key) > 0, f"features.{key}", "must be > 0")
         _check(self.batch_size >= 2, "features.batch_size", "must be >= 2 (BatchNorm needs 2)")
@@ -158,10 +164,16 @@ class GenerateConfig:
     # Quality gate: drop a synthetic image that the real-data classifier puts in another class with
     # at least this confidence, and draw a replacement (0 = off).
     quality_gate: float = 0.0
+    # Sample selection: draw this many audited candidates per image shipped and keep the
+    # best-scored (pipeline/synthesize.py: real-data classifier probability x k-NN realism);
+    # 1 = no selection. The candidates form the pool that evaluate's share sweep draws from.
+    candidates_per_image: int = 4
     batch_size: int = 512
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        _check(self.candidates_per_image >= 1, "generate.candidates_per_image",
+               "must be >= 1 (1 = ship the first audited draws, no selection)")
         _check(0 <= self.quality_gate < 1, "generate.quality_gate",
                "must be in [0, 1) (0 = off; e.g. 0.9 drops confidently wrong-class samples)")
         if self.target == "count":
@@ -171,23 +183,35 @@ class GenerateConfig:
         _check(self.device in DEVICES, "generate.device", f"must be one of {', '.join(DEVICES)}")
 
 
-VARIANT_NAMES = ("real", "class_weight", "oversample", "smote", "gan", "gan_class_weight")
+# Every training set evaluate can compare; the gan* ones are evaluated once per
+# `synthetic_ratios` entry, named e.g. gan@0.5 (pipeline/evaluate.py builds them).
+VARIANT_NAMES = ("real", "real_noaug", "class_weight", "oversample", "smote", "gan",
+                 "gan_random", "gan_class_weight", "gan_pretrain")
+DEFAULT_VARIANTS = ("real", "class_weight", "oversample", "smote", "gan", "gan_pretrain")
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
     # Training sets compared, all with the same classifier, step budget and seeds:
     #   real              the imbalanced training split as it is
+    #   real_noaug        real without classifier-side augmentation (the old floor)
     #   class_weight      real, with inverse-frequency class weights in the loss
     #   oversample        real, minority images repeated at random up to the majority count
     #   smote             real + SMOTE interpolations (imbalanced-learn, on flattened pixels)
-    #   gan               real + the synthetic images of the generate stage
-    #   gan_class_weight  real + synthetic, with inverse-frequency weights of the combined counts
-    variants: tuple[Literal[VARIANT_NAMES], ...] = VARIANT_NAMES  # type: ignore[valid-type]
+    #   gan               real + the best-scored synthetic images, r x each class's real count
+    #   gan_random        the same share drawn without selection (the first audited draws)
+    #   gan_class_weight  gan, with inverse-frequency weights of the combined counts
+    #   gan_pretrain      pretrain on a class-balanced synthetic set, fine-tune on real
+    variants: tuple[Literal[VARIANT_NAMES], ...] = DEFAULT_VARIANTS  # type: ignore[valid-type]
+    # gan, gan_random, gan_class_weight: one variant per entry; r adds r x its real count of
+    # synthetic images to each class below the majority, capped at balance; `balance` fills up
+    synthetic_ratios: tuple[float | Literal["balance"], ...] = (0.5, "balance")
+    pretrain_fraction: float = 0.5  # gan_pretrain: share of `steps` spent on the synthetic set
+    augment: tuple[AugmentName, ...] = DEFAULT_AUGMENT  # classifier-side, every variant alike
     classifier: Literal["cnn", "resnet18"] = "cnn"
     seeds: int = 3  # each variant is trained with seeds seed, seed+1, ...; metrics are seed means
     bootstrap: int = 1000  # resamples of the test set for the 95% intervals (0 = none)
-    steps: int = 1500  # optimizer steps per variant: the same budget whatever the training set size
+    steps: int = 500  # optimizer steps per variant: the same budget whatever the training set size
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -197,6 +221,15 @@ class EvaluateConfig:
     def __post_init__(self) -> None:
         _check(len(self.variants) > 0, "evaluate.variants", "must list at least one variant")
         _check(len(set(self.variants)) == len(self.variants), "evaluate.variants", "has duplicates")
+        _check(len(set(self.augment)) == len(self.augment), "evaluate.augment", "has duplicates")
+        _check(len(self.synthetic_ratios) > 0, "evaluate.synthetic_ratios",
+               "must list at least one ratio (e.g. [0.5, balance])")
+        _check(len(set(self.synthetic_ratios)) == len(self.synthetic_ratios),
+               "evaluate.synthetic_ratios", "has duplicates")
+        _check(all(r == "balance" or r > 0 for r in self.synthetic_ratios),
+               "evaluate.synthetic_ratios", "each must be > 0 or the word balance")
+        _check(0 < self.pretrain_fraction < 1, "evaluate.pretrain_fraction",
+               "must be in (0, 1): the rest of evaluate.steps fine-tunes on the real split")
         for key in ("steps", "width", "seeds"):
             _check(getattr(self, key) > 0, f"evaluate.{key}", "must be > 0")
         _check(self.bootstrap >= 0, "evaluate.bootstrap", "must be >= 0")
@@ -286,8 +319,13 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:  # noqa: PLR0911 - one branch
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(inner, value, key)
+        arms = [a for a in args if a is not type(None)]
+        for arm in arms[:-1]:  # e.g. float | Literal["balance"]: the first arm that accepts it
+            try:
+                return _coerce(arm, value, key)
+            except PipelineError:
+                pass
+        return _coerce(arms[-1], value, key)
     if origin is Literal:
         if not any(value == a and type(value) is type(a) for a in args):
             allowed = ", ".join(map(str, args))

@@ -1,9 +1,11 @@
 """The evaluate stage's work: GAN augmentation against the standard balancing baselines.
 
-Every variant gets the same classifier, step budget and seeds; only its training set (and, for the
-class_weight variants, the loss weights) differ. Point estimates are seed means on the untouched
-test split; 95% intervals come from one shared two-level bootstrap (test images and training
-seeds), paired across variants, so differences against `real` get their own interval.
+Every variant gets the same classifier, step budget, seeds and classifier-side augmentation; only
+its training set (and, for the class_weight variants, the loss weights) differ. Each fit is scored
+on the validation split, where every choice is made (which GAN configuration, which baseline), and
+on the untouched test split, which is scored once and reported. Point estimates are seed means;
+95% intervals come from one shared two-level bootstrap (test images and training seeds), paired
+across variants, so differences get their own interval.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from pipeline.classify import inverse_frequency, predict_proba, train_classifier
 from pipeline.config import EvaluateConfig
 from pipeline.errors import PipelineError
 from pipeline.metrics import classification_metrics, confusion_table
+from pipeline.pool import SyntheticPool
+
+SELECT_BY = "val_balanced_accuracy"  # the validation metric every choice is made on
 
 
 @dataclass(frozen=True)
@@ -31,17 +36,65 @@ class TrainingSet:
     images: np.ndarray  # (N, H, W, C) uint8
     labels: np.ndarray  # (N,) int64
     class_weights: np.ndarray | None = None  # (K,) loss weights, or None for plain CE
+    augment: bool = True  # classifier-side augmentation (evaluate.augment)
+    pretrain: tuple[np.ndarray, np.ndarray] | None = None  # trained on first, then on images
 
 
-def _real(train: Split, synth: Split, *, n_classes: int, seed: int) -> TrainingSet:
-    return TrainingSet(train.images, train.labels)
+@dataclass(frozen=True)
+class Variant:
+    """One evaluated training set: `base` from evaluate.variants, with its synthetic share."""
+
+    base: str
+    ratio: float | str | None = None  # gan, gan_random, gan_class_weight: the synthetic share
+
+    @property
+    def name(self) -> str:
+        return self.base if self.ratio is None else f"{self.base}@{_ratio_text(self.ratio)}"
+
+    @property
+    def synthetic(self) -> bool:
+        return self.base in SYNTHETIC
 
 
-def _class_weight(train: Split, synth: Split, *, n_classes: int, seed: int) -> TrainingSet:
+def _ratio_text(ratio: float | str) -> str:
+    return ratio if isinstance(ratio, str) else f"{ratio:g}"
+
+
+def synthetic_counts(labels: np.ndarray, n_classes: int, ratio: float | str) -> dict[int, int]:
+    """Synthetic images per class for a share `ratio`: every class below the majority gets
+    round(ratio x its real count), capped at what brings it to the majority; `balance` fills up.
+    >>> synthetic_counts(np.array([0] * 10 + [1] * 4), 2, 0.5)
+    {0: 0, 1: 2}
+    >>> synthetic_counts(np.array([0] * 10 + [1] * 4), 2, "balance")
+    {0: 0, 1: 6}
+    """
+    counts = np.bincount(labels, minlength=n_classes)
+    top = int(counts.max())
+    gap = {c: top - int(n) for c, n in enumerate(counts)}
+    if ratio == "balance":
+        return gap
+    return {c: min(gap[c], int(round(float(ratio) * int(counts[c])))) for c in gap}
+
+
+def _with_synthetic(train: Split, pool: SyntheticPool, ratio: float | str, *, n_classes: int,
+                    selected: bool) -> tuple[np.ndarray, np.ndarray]:
+    idx = pool.take(synthetic_counts(train.labels, n_classes, ratio), selected=selected)
+    return (np.concatenate([train.images, pool.images[idx]]),
+            np.concatenate([train.labels, pool.labels[idx]]))
+
+
+def _real(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
+          ) -> TrainingSet:
+    return TrainingSet(train.images, train.labels, augment=v.base != "real_noaug")
+
+
+def _class_weight(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
+                  ) -> TrainingSet:
     return TrainingSet(train.images, train.labels, inverse_frequency(train.labels, n_classes))
 
 
-def _oversample(train: Split, synth: Split, *, n_classes: int, seed: int) -> TrainingSet:
+def _oversample(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
+                ) -> TrainingSet:
     from imblearn.over_sampling import RandomOverSampler
 
     idx, _ = RandomOverSampler(random_state=seed).fit_resample(
@@ -50,7 +103,8 @@ def _oversample(train: Split, synth: Split, *, n_classes: int, seed: int) -> Tra
     return TrainingSet(train.images[idx], train.labels[idx])
 
 
-def _smote(train: Split, synth: Split, *, n_classes: int, seed: int) -> TrainingSet:
+def _smote(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
+           ) -> TrainingSet:
     from imblearn.over_sampling import SMOTE
 
     smallest = int(np.bincount(train.labels)[np.bincount(train.labels) > 0].min())
@@ -64,70 +118,139 @@ def _smote(train: Split, synth: Split, *, n_classes: int, seed: int) -> Training
     return TrainingSet(images, np.asarray(y, dtype=np.int64))
 
 
-def _gan(train: Split, synth: Split, *, n_classes: int, seed: int) -> TrainingSet:
-    return TrainingSet(np.concatenate([train.images, synth.images]),
-                       np.concatenate([train.labels, synth.labels]))
+def _gan(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
+         ) -> TrainingSet:
+    images, labels = _with_synthetic(train, pool, v.ratio, n_classes=n_classes,
+                                     selected=v.base != "gan_random")
+    weights = inverse_frequency(labels, n_classes) if v.base == "gan_class_weight" else None
+    return TrainingSet(images, labels, weights)
 
 
-def _gan_class_weight(train: Split, synth: Split, *, n_classes: int, seed: int) -> TrainingSet:
-    both = _gan(train, synth, n_classes=n_classes, seed=seed)
-    return TrainingSet(both.images, both.labels, inverse_frequency(both.labels, n_classes))
+def _gan_pretrain(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
+                  ) -> TrainingSet:
+    """A class-balanced synthetic set (the majority's count per class, best-scored first), then
+    the real split as it is."""
+    top = int(np.bincount(train.labels, minlength=n_classes).max())
+    idx = pool.take({c: top for c in range(n_classes)})
+    return TrainingSet(train.images, train.labels, pretrain=(pool.images[idx], pool.labels[idx]))
 
 
-# variant name (params `evaluate.variants`) -> its training set
+# base variant name (params `evaluate.variants`) -> its training set
 VARIANTS: dict[str, Callable[..., TrainingSet]] = {
-    "real": _real, "class_weight": _class_weight, "oversample": _oversample, "smote": _smote,
-    "gan": _gan, "gan_class_weight": _gan_class_weight,
+    "real": _real, "real_noaug": _real, "class_weight": _class_weight,
+    "oversample": _oversample, "smote": _smote, "gan": _gan, "gan_random": _gan,
+    "gan_class_weight": _gan, "gan_pretrain": _gan_pretrain,
 }
+SHARED = ("gan", "gan_random", "gan_class_weight")  # evaluated once per synthetic_ratios entry
+SYNTHETIC = (*SHARED, "gan_pretrain")  # variants that train on synthetic images
+
+
+def expand_variants(cfg: EvaluateConfig) -> list[Variant]:
+    """evaluate.variants x evaluate.synthetic_ratios for the share variants, in params order."""
+    return [Variant(base, r) for base in cfg.variants
+            for r in (cfg.synthetic_ratios if base in SHARED else (None,))]
 
 
 @dataclass
 class VariantResult:
     metrics: dict[str, Any]  # seed means + intervals: one object of metrics/evaluate.json
-    per_seed: list[dict[str, Any]]  # classification_metrics of each seed
+    per_seed: list[dict[str, Any]]  # classification_metrics of each seed (test split)
     confusion: pd.DataFrame  # actual, predicted per test image (first seed)
     roc: pd.DataFrame  # fpr, tpr: the minority class against the rest (seed-mean scores)
     train_counts: dict[int, int] = field(default_factory=dict)
     probas: np.ndarray | None = None  # (S, N, K) test probabilities per seed
+    variant: Variant | None = None
+
+
+@dataclass
+class Comparison:
+    """What metrics/evaluate.json holds: the choice made on validation, its test result against
+    the chosen baseline (paired), and every variant."""
+
+    variants: dict[str, VariantResult]
+    selection: dict[str, Any] = field(default_factory=dict)
+    headline: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"selection": self.selection, "headline": self.headline,
+                "variants": {name: res.metrics for name, res in self.variants.items()}}
 
 
 def evaluate_variants(
-    train: Split, synthetic: Split, test: Split, cfg: EvaluateConfig, *, n_classes: int,
-    seed: int, device: torch.device,
+    train: Split, val: Split, test: Split, pool: SyntheticPool, cfg: EvaluateConfig, *,
+    n_classes: int, seed: int, device: torch.device,
     log_for: Callable[[str, int], LogFn] = lambda variant, seed: (lambda metrics, step: None),
     on_fit: Callable[[str, int], None] = lambda variant, seed: None,
-) -> dict[str, VariantResult]:
-    """Train each variant with seeds seed..seed+cfg.seeds-1 and score it on `test`."""
+) -> Comparison:
+    """Train each variant with seeds seed..seed+cfg.seeds-1, score it on `val` and `test`, choose
+    the GAN configuration and the baseline on `val`, and compare the two on `test`."""
     minority = int(np.argmin(np.bincount(train.labels, minlength=n_classes)))
     results: dict[str, VariantResult] = {}
-    fitted: dict[str, np.ndarray] = {}  # training-set fingerprint -> test probabilities (S, N, K)
-    for name in cfg.variants:
-        data = VARIANTS[name](train, synthetic, n_classes=n_classes, seed=seed)
+    fitted: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # fingerprint -> (val, test) probas
+    for v in expand_variants(cfg):
+        data = VARIANTS[v.base](train, pool, v, n_classes=n_classes, seed=seed)
         key = _fingerprint(data)
         if key not in fitted:  # e.g. gan_class_weight is gan when the synthetic set balances
-            probas = []
+            probas = [], []
             for s in range(seed, seed + cfg.seeds):
                 model = train_classifier(
                     data.images, data.labels, cfg, n_classes=n_classes, seed=s, device=device,
-                    class_weights=data.class_weights, log=log_for(name, s),
+                    class_weights=data.class_weights, augment=None if data.augment else (),
+                    pretrain=data.pretrain,
+                    pretrain_steps=round(cfg.pretrain_fraction * cfg.steps), log=log_for(v.name, s),
                 )
-                probas.append(predict_proba(model, test.images, device=device))
-                on_fit(name, s)
-            fitted[key] = np.stack(probas)
+                for out, split in zip(probas, (val, test)):
+                    out.append(predict_proba(model, split.images, device=device))
+                on_fit(v.name, s)
+            fitted[key] = (np.stack(probas[0]), np.stack(probas[1]))
         else:
             for s in range(seed, seed + cfg.seeds):
-                on_fit(name, s)
-        results[name] = _summarize(fitted[key], test.labels, data.labels,
-                                   n_classes=n_classes, minority=minority)
-    add_intervals(results, test.labels, minority=minority, n_boot=cfg.bootstrap, seed=seed)
-    return results
+                on_fit(v.name, s)
+        val_probas, test_probas = fitted[key]
+        res = _summarize(test_probas, test.labels, data.labels, n_classes=n_classes,
+                         minority=minority)
+        res.variant = v
+        val_seeds = [_seed_metrics(p, val.labels, minority=minority) for p in val_probas]
+        for k in ("balanced_accuracy", "minority_recall", "roc_auc"):
+            res.metrics[f"val_{k}"] = float(np.mean([m[k] for m in val_seeds]))
+        res.metrics.update(variant=v.base, synthetic=v.synthetic,
+                           synthetic_ratio=None if v.ratio is None else _ratio_text(v.ratio),
+                           n_synthetic=len(data.labels) - len(train.labels)
+                           if v.base in SHARED else 0,
+                           n_pretrain=0 if data.pretrain is None else len(data.pretrain[1]))
+        results[v.name] = res
+    comparison = Comparison(results, select(results))
+    draws = bootstrap_draws(results, test.labels, minority=minority, n_boot=cfg.bootstrap,
+                            seed=seed)
+    add_intervals(results, draws)
+    base = comparison.selection["baseline"]
+    for name, res in results.items():  # every variant against the validation-chosen baseline
+        if base is not None and name != base:
+            res.metrics["vs_baseline"] = paired(results, draws, name, base)
+    comparison.headline = headline(results, comparison.selection, draws, n_test=len(test.labels))
+    return comparison
+
+
+def select(results: dict[str, VariantResult]) -> dict[str, Any]:
+    """The GAN configuration and the baseline (no synthetic images) with the highest validation
+    balanced accuracy; ties go to the one listed first. The test split plays no part."""
+    def best(names: list[str]) -> str | None:
+        return max(names, key=lambda n: results[n].metrics[SELECT_BY]) if names else None
+
+    return {"gan": best([n for n, r in results.items() if r.metrics["synthetic"]]),
+            "baseline": best([n for n, r in results.items() if not r.metrics["synthetic"]]),
+            "by": SELECT_BY}
 
 
 def _fingerprint(data: TrainingSet) -> str:
-    """Equal fingerprints = the same training run: same images and labels, and class weights that
-    change the loss (uniform weights leave weighted cross-entropy unchanged)."""
+    """Equal fingerprints = the same training run: same images and labels, augmentation and
+    pretraining, and class weights that change the loss (uniform weights leave weighted
+    cross-entropy unchanged)."""
     h = hashlib.blake2b(data.images.tobytes(), digest_size=16)
     h.update(data.labels.tobytes())
+    h.update(bytes([data.augment]))
+    if data.pretrain is not None:
+        h.update(b"pretrain" + data.pretrain[0].tobytes() + data.pretrain[1].tobytes())
     w = data.class_weights
     present = np.bincount(data.labels, minlength=len(w)) > 0 if w is not None else None
     if w is not None and not np.allclose(w[present], w[present][0]):
@@ -185,19 +308,23 @@ def bootstrap_recalls(
         return hits / totals[:, None, :]
 
 
-def add_intervals(
+Draws = dict[str, dict[str, np.ndarray]]  # variant -> metric -> (B,) bootstrap values
+
+
+def bootstrap_draws(
     results: dict[str, VariantResult], y_true: np.ndarray, *, minority: int, n_boot: int,
     seed: int,
-) -> None:
-    """95% percentile intervals of the seed-mean balanced accuracy and minority recall, and of
-    their paired differences against `real`, from one bootstrap of test images and seeds."""
+) -> Draws:
+    """Seed-mean balanced accuracy and minority recall in each of `n_boot` resamples of the test
+    images and the seeds; the same resamples for every variant, so differences are paired.
+    Empty when n_boot is 0."""
     if n_boot == 0:
-        return
+        return {}
     n_seeds, n, n_classes = next(iter(results.values())).probas.shape
     rng = np.random.default_rng(seed)
     weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)  # (B, N) test resamples
     # Two-level bootstrap: seeds are resampled too, so the intervals cover training-seed noise
-    # as well as test-set noise. Same draws for every variant: paired differences.
+    # as well as test-set noise.
     picks = rng.integers(0, n_seeds, size=(n_boot, n_seeds))[:, :, None]  # (B, S, 1)
     draws = {}
     for name, res in results.items():
@@ -205,16 +332,52 @@ def add_intervals(
         recalls = np.take_along_axis(recalls, picks, axis=1)  # (B, S, K)
         draws[name] = {"balanced_accuracy": np.nanmean(recalls, axis=2).mean(axis=1),
                        "minority_recall": recalls[:, :, minority].mean(axis=1)}
+    return draws
+
+
+def paired(results: dict[str, VariantResult], draws: Draws, a: str, b: str) -> dict[str, Any]:
+    """Test-split differences a - b: point estimates, and paired 95% intervals where drawn."""
+    ma, mb = results[a].metrics, results[b].metrics
+    out: dict[str, Any] = {}
+    for key in ("balanced_accuracy", "minority_recall"):
+        out[f"{key}_delta"] = ma[key] - mb[key]
+        if draws:
+            out[f"{key}_delta_ci95"] = _ci(draws[a][key] - draws[b][key])
+    out["roc_auc_delta"] = ma["roc_auc"] - mb["roc_auc"]
+    return out
+
+
+def add_intervals(results: dict[str, VariantResult], draws: Draws) -> None:
+    """95% percentile intervals of each variant's balanced accuracy and minority recall, and of
+    their paired differences against `real`."""
+    if not draws:
+        return
     for name, res in results.items():
         for key, values in draws[name].items():
             res.metrics[f"{key}_ci95"] = _ci(values)
-        if name != "real" and "real" in draws:
-            vs = {}
-            for key, values in draws[name].items():
-                vs[f"{key}_delta"] = res.metrics[key] - results["real"].metrics[key]
-                vs[f"{key}_delta_ci95"] = _ci(values - draws["real"][key])
-            vs["roc_auc_delta"] = res.metrics["roc_auc"] - results["real"].metrics["roc_auc"]
-            res.metrics["vs_real"] = vs
+        if name != "real" and "real" in results:
+            res.metrics["vs_real"] = paired(results, draws, name, "real")
+
+
+# The smallest difference in balanced accuracy the headline should be able to resolve.
+RESOLVE = 0.02
+
+
+def headline(results: dict[str, VariantResult], selection: dict[str, Any], draws: Draws, *,
+             n_test: int) -> dict[str, Any]:
+    """The selected GAN configuration against the selected baseline on the test split (paired),
+    with the interval's width: a 95% interval wider than 2 x RESOLVE cannot tell a 2-point
+    difference from noise."""
+    gan, base = selection.get("gan"), selection.get("baseline")
+    if gan is None or base is None:
+        return {}
+    out = {"gan": gan, "baseline": base, **paired(results, draws, gan, base),
+           "n_seeds": results[gan].metrics["n_seeds"], "n_test": n_test}
+    ci = out.get("balanced_accuracy_delta_ci95")
+    if ci is not None:
+        out["balanced_accuracy_delta_ci95_width"] = ci[1] - ci[0]
+        out["resolves_2_points"] = bool(ci[1] - ci[0] <= 2 * RESOLVE)
+    return out
 
 
 def _ci(values: np.ndarray) -> list[float]:

@@ -32,7 +32,7 @@ TOL = 5e-4
 REQUIRED_METRICS = {"prepare.json": "prepare", "train_gan.json": "train_gan",
                     "generate.json": "generate", "evaluate.json": "evaluate"}
 GRIDS = {"samples": "train_gan/samples.png", "real_vs_synthetic": "generate/real_vs_synthetic.png",
-         "closest_pairs": "generate/closest_pairs.png"}
+         "closest_pairs": "generate/closest_pairs.png", "selection": "generate/selection.png"}
 # (metrics file, key, label) of the "Synthetic image quality and privacy" table
 QUALITY_ROWS = [
     ("train_gan", "fid_domain", "FID in the in-project feature space (lower is better)"),
@@ -42,12 +42,15 @@ QUALITY_ROWS = [
     ("train_gan", "density", "density"),
     ("train_gan", "coverage", "coverage"),
     ("train_gan", "tstr_balanced_accuracy", "TSTR: classifier trained on synthetic only, "
-                                            "balanced accuracy on the real test split"),
+                                            "balanced accuracy on the real validation split"),
     ("train_gan", "trtr_balanced_accuracy", "the same classifier trained on the real training split"),
     ("train_gan", "best_step", "generator kept: the training step with the lowest FID"),
     ("generate", "memorization_rate", "memorization rate: share of drawn synthetic images closer to "
-                                      "a training image than 99% of real test images are"),
+                                      "a training image than 99% of real validation images are"),
     ("generate", "memorization_rate_shipped", "memorization rate of the images shipped"),
+    ("generate", "score_mean_shipped", "mean selection score of the images shipped (0-1: real-data "
+                                       "classifier's confidence x realism)"),
+    ("generate", "score_mean_pool", "mean selection score of all candidates drawn"),
     ("generate", "acceptance_rate", "acceptance rate of the memorization filter and quality gate"),
     ("generate", "rejected_memorized", "drawn images replaced as memorized"),
     ("generate", "rejected_quality_gate", "drawn images replaced by the quality gate"),
@@ -63,6 +66,9 @@ class ReportInputs:
     train_gan: Mapping[str, Any]
     generate: Mapping[str, Any]
     evaluate: Mapping[str, Mapping[str, Any]]  # variant -> metrics
+    # evaluate.json's choice made on validation ({gan, baseline, by}) and its paired test result
+    selection: Mapping[str, Any] = field(default_factory=dict)
+    headline: Mapping[str, Any] = field(default_factory=dict)
     losses: pd.DataFrame | None = None  # step, d_loss, g_loss[, d_real, d_fake]
     roc: Mapping[str, pd.DataFrame] = field(default_factory=dict)  # variant -> fpr, tpr
     # variant -> one row per test image: actual, predicted
@@ -85,7 +91,8 @@ def load_inputs(metrics_dir: str | Path, plots_dir: str | Path) -> ReportInputs:
     listed in `missing` and its part of the report says so."""
     metrics_dir, plots_dir = Path(metrics_dir), Path(plots_dir)
     docs = {name: _read_json(metrics_dir / name, stage) for name, stage in REQUIRED_METRICS.items()}
-    evaluate = docs["evaluate.json"]
+    doc = docs["evaluate.json"]
+    evaluate = doc.get("variants")
     _check_evaluate(evaluate, metrics_dir / "evaluate.json")
     missing: list[str] = []
 
@@ -108,6 +115,7 @@ def load_inputs(metrics_dir: str | Path, plots_dir: str | Path) -> ReportInputs:
     return ReportInputs(
         prepare=docs["prepare.json"], train_gan=docs["train_gan.json"],
         generate=docs["generate.json"], evaluate=evaluate, losses=losses,
+        selection=doc.get("selection") or {}, headline=doc.get("headline") or {},
         roc={v: f for v, f in roc.items() if f is not None},
         confusion={v: f for v, f in confusion.items() if f is not None},
         grids=grids, missing=tuple(missing),
@@ -127,8 +135,8 @@ def _read_json(path: Path, stage: str) -> dict[str, Any]:
     return doc
 
 
-def _check_evaluate(evaluate: Mapping[str, Any], path: Path) -> None:
-    if not evaluate:
+def _check_evaluate(evaluate: Any, path: Path) -> None:
+    if not isinstance(evaluate, dict) or not evaluate:
         raise PipelineError(f"{path}: no variants in it; rerun `dvc repro evaluate`")
     for name, m in evaluate.items():
         if not isinstance(m, dict) or not _is_number(m.get("balanced_accuracy")):
@@ -152,12 +160,14 @@ def _read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
 
 def verdict(
     evaluate: Mapping[str, Mapping[str, Any]], *, class_names: Sequence[str],
-    test_counts: Mapping[str, int] | None = None,
+    test_counts: Mapping[str, int] | None = None, headline: Mapping[str, Any] | None = None,
 ) -> str:
-    """One paragraph, computed from the numbers: who wins balanced accuracy and minority recall,
-    whether that win is distinguishable from no balancing (the paired 95% interval of the
-    difference against `real` excludes 0), and how the GAN variant compares with the best variant
-    without synthetic images. `test_counts` (class -> test images) sizes the caveats."""
+    """One paragraph, computed from the numbers. With a `headline` (evaluate's GAN configuration
+    and baseline, both chosen on validation, compared on test with a paired interval) it leads;
+    then who wins balanced accuracy and minority recall on test and whether that win is
+    distinguishable from no balancing (the paired 95% interval against `real` excludes 0).
+    Without one, how the best GAN variant compares with the best variant without synthetic
+    images. `test_counts` (class -> test images) sizes the caveats."""
     runs = dict(evaluate)
     if not runs:
         return "No variant was evaluated, so there is nothing to compare."
@@ -172,10 +182,51 @@ def verdict(
                 f"{_ci_text(m.get('minority_recall_ci95'))}. With nothing to compare it with, "
                 "this run cannot say whether balancing helps; list more variants in "
                 "evaluate.variants.")
-    parts = [_winner_sentence(runs, "balanced_accuracy", "balanced accuracy", size),
-             _winner_sentence(runs, "minority_recall", label, size),
-             _gan_sentence(runs)]
-    return " ".join(parts)
+    winners = [_winner_sentence(runs, "balanced_accuracy", "balanced accuracy", size),
+               _winner_sentence(runs, "minority_recall", label, size)]
+    if headline and headline.get("gan") in runs and headline.get("baseline") in runs:
+        return " ".join([_headline_sentence(runs, headline, size),
+                         "Among all variants on the test split:", *winners])
+    return " ".join([*winners, _gan_sentence(runs)])
+
+
+def _headline_sentence(runs: Mapping[str, Mapping[str, Any]], h: Mapping[str, Any],
+                       size: str) -> str:
+    """The validation-chosen GAN configuration against the validation-chosen baseline, on test."""
+    g, b = h["gan"], h["baseline"]
+    n_gan = sum(1 for v, m in runs.items() if _uses_synthetic(v, m))
+    text = (f"Chosen on the validation split (the test split played no part): {g}, the best of "
+            f"{n_gan} GAN configuration{'s' if n_gan != 1 else ''}, and {b}, the best variant "
+            f"without synthetic images. On the test split, {g} against {b}: ")
+    shown = []
+    for label, key in (("balanced accuracy", "balanced_accuracy"),
+                       ("minority recall", "minority_recall"), ("ROC AUC", "roc_auc")):
+        d, ci = h.get(f"{key}_delta"), h.get(f"{key}_delta_ci95")
+        if _is_number(d):
+            shown.append(f"{label} {_signed(d)}" + (
+                f" (paired 95% CI [{_signed(ci[0])}, {_signed(ci[1])}])" if _is_interval(ci)
+                else ""))
+    text += _join(shown) + ". "
+    ci, auc = h.get("balanced_accuracy_delta_ci95"), h.get("roc_auc_delta")
+    auc_note = (f", though its ROC AUC is lower ({_signed(auc)})"
+                if _is_number(auc) and auc < -TOL else "")
+    if not _is_interval(ci):
+        text += ("There is no interval (evaluate.bootstrap is 0), so this difference cannot be "
+                 "told from noise.")
+    elif ci[0] > 0:
+        text += (f"The synthetic images helped: the gain in balanced accuracy is unlikely to be "
+                 f"test-set or seed noise alone{auc_note}.")
+    elif ci[1] < 0:
+        text += f"The synthetic images did worse than {b}, beyond test-set and seed noise."
+    else:
+        text += (f"The synthetic images are not distinguishable from {b} at this test-set "
+                 f"size{size}.")
+    width = h.get("balanced_accuracy_delta_ci95_width")
+    if _is_number(width):
+        can = "can" if h.get("resolves_2_points") else "cannot"
+        text += (f" That interval is {_f(width)} wide over {h.get('n_seeds', '?')} seeds and "
+                 f"{h.get('n_test', '?')} test images: it {can} resolve a 2-point difference.")
+    return text
 
 
 def _winner_sentence(runs: Mapping[str, Mapping[str, Any]], key: str, label: str,
@@ -219,8 +270,8 @@ def _delta_clause(runs: Mapping[str, Mapping[str, Any]], name: str, key: str, si
 
 
 def _gan_sentence(runs: Mapping[str, Mapping[str, Any]]) -> str:
-    gans = {v: m for v, m in runs.items() if _is_gan(v)}
-    others = {v: m for v, m in runs.items() if not _is_gan(v)}
+    gans = {v: m for v, m in runs.items() if _uses_synthetic(v, m)}
+    others = {v: m for v, m in runs.items() if not _uses_synthetic(v, m)}
     if not gans:
         return "No GAN variant was evaluated, so this run says nothing about the synthetic images."
     if not others:
@@ -300,8 +351,9 @@ def _test_size(test_counts: Mapping[str, int] | None, minority: int | None) -> s
     return f" ({n} test images, {int(test_counts[str(minority)])} of the minority class)"
 
 
-def _is_gan(variant: str) -> bool:
-    return variant == "gan" or variant.startswith("gan_")
+def _uses_synthetic(name: str, m: Mapping[str, Any]) -> bool:
+    """evaluate.json records it per variant; files without the flag go by the gan* names."""
+    return bool(m.get("synthetic", name == "gan" or name.startswith(("gan_", "gan@"))))
 
 
 # --- figures --------------------------------------------------------------------------------------
@@ -538,7 +590,8 @@ def _save_figures(inputs: ReportInputs, figures: Path, names: Sequence[str]) -> 
         builders["confusion"] = lambda: plot_confusions(inputs.confusion, names)
     titles = {"samples": "Generator samples (EMA), one row per class",
               "real_vs_synthetic": "Real training images (left) | synthetic (right)",
-              "closest_pairs": "Synthetic images nearest to a training image, nearest first"}
+              "closest_pairs": "Synthetic images nearest to a training image, nearest first",
+              "selection": "Shipped synthetic images: best-scored (left) | worst-scored (right)"}
     rows = {"closest_pairs": ["synthetic", "nearest real"]}
     for key, path in inputs.grids.items():
         shutil.copyfile(path, figures / f"{key}_original.png")
@@ -555,7 +608,8 @@ def _page_body(inputs: ReportInputs, names: Sequence[str], figs: Mapping[str, st
                mlflow_table: pd.DataFrame | None, mlflow_note: str) -> str:
     ev = inputs.evaluate
     test_counts = _counts(inputs.prepare, "test")
-    summary = verdict(ev, class_names=names, test_counts=test_counts)
+    summary = verdict(ev, class_names=names, test_counts=test_counts,
+                      headline=inputs.headline)
     parts = [
         "<h1>Does GAN augmentation help? Pipeline report</h1>",
         _section("Summary", f'<p class="verdict">{_e(summary)}</p>'
@@ -572,11 +626,17 @@ def _page_body(inputs: ReportInputs, names: Sequence[str], figs: Mapping[str, st
                  + _figure(figs, "closest_pairs", "Top: the synthetic images closest to a real "
                            "training image (in feature space); bottom: that training image. "
                            "Near-identical pairs would be copies of patients' images.",
-                           original="figures/closest_pairs_original.png")),
+                           original="figures/closest_pairs_original.png")
+                 + _figure(figs, "selection", "Per class, the shipped synthetic images with the "
+                           "highest selection score (left) and the lowest (right): the score is "
+                           "the real-data classifier's probability of the intended class times "
+                           "the image's realism against that class's real training images.",
+                           original="figures/selection_original.png")),
         _section("GAN training", _kv_table(_flat(inputs.train_gan))
                  + _figure(figs, "gan_losses", "Losses by training step.")),
         _section("Variants on the test split",
-                 _variant_tables(ev) + _mlflow_html(mlflow_table, mlflow_note, order=list(ev))),
+                 _selection_html(inputs.selection)
+                 + _variant_tables(ev) + _mlflow_html(mlflow_table, mlflow_note, order=list(ev))),
         _section("Per-class recall", _recall_table(ev, names, test_counts)
                  + _figure(figs, "recall", "Per-class recall by variant.")),
         _section("ROC of the minority class", _figure(
@@ -645,6 +705,7 @@ def _dataset_html(inputs: ReportInputs, names: Sequence[str]) -> str:
 
 # (column title, metric key, interval key or None)
 METRIC_COLUMNS = [
+    ("validation balanced accuracy (selection)", "val_balanced_accuracy", None),
     ("accuracy", "accuracy", None),
     ("balanced accuracy", "balanced_accuracy", "balanced_accuracy_ci95"),
     ("macro F1", "macro_f1", None),
@@ -659,6 +720,15 @@ DELTA_COLUMNS = [
     ("Δ minority recall", "minority_recall_delta", "minority_recall_delta_ci95"),
     ("Δ ROC AUC", "roc_auc_delta", None),
 ]
+
+
+def _selection_html(selection: Mapping[str, Any]) -> str:
+    if not selection.get("gan") and not selection.get("baseline"):
+        return ""
+    return (f"<p>Chosen by <code>{_e(str(selection.get('by')))}</code> on the validation split: "
+            f"GAN configuration <b>{_e(str(selection.get('gan')))}</b>, baseline "
+            f"<b>{_e(str(selection.get('baseline')))}</b>. The test columns below are reported, "
+            "never used to choose.</p>")
 
 
 def _variant_tables(ev: Mapping[str, Mapping[str, Any]]) -> str:

@@ -1,17 +1,23 @@
-"""The generate stage's work: draw the planned synthetic images, audit them, replace rejects.
+"""The generate stage's work: draw a pool of candidates, audit them, score them, select the best.
 
 Every image is G(z_i, label_i) with z_i drawn from its own seed (`seed * 2**32 + i`), so any one
 image can be re-drawn from the manifest. Each candidate is embedded with the in-project feature
-extractor (pipeline/features.py) and
+extractor (pipeline/features.py), which was trained on the real training split only, and
 
-* audited for memorization: its distance to the nearest real training image is compared with the
-  1st percentile of real test images' nearest-training distances (`memorization_audit`);
-  `reject_memorized` replaces the flagged ones;
-* optionally gated: with `quality_gate > 0`, a candidate that the real-data classifier (the
-  extractor's head) assigns to another class with at least that confidence is replaced.
+1. audited for memorization: its distance to the nearest real training image is compared with the
+   1st percentile of real *validation* images' nearest-training distances (`memorization_audit`);
+   `reject_memorized` replaces the flagged ones (the test split is never looked at);
+2. optionally gated: with `quality_gate > 0`, a candidate that the real-data classifier (the
+   extractor's head) assigns to another class with at least that confidence is replaced;
+3. scored: `score = p(intended class) x min(1, realism)`, where p is the real-data classifier's
+   probability and realism is the k-NN realism of Kynkäänniemi et al. 2019 against the real
+   training images of the intended class (>= 1 inside their k-NN manifold). A score of 1 means the
+   classifier is certain and the image lies within the real class's manifold; an image off the
+   manifold loses score in proportion to how far out it is.
 
 Replacements are drawn with the next unused seeds, round after round, until every class has its
-planned count.
+planned number of candidates. The shipped set is the best-scored `plan[c]` candidates of each class;
+the whole pool goes to evaluate's synthetic-share sweep (pipeline/pool.py).
 """
 
 from __future__ import annotations
@@ -26,34 +32,60 @@ from pipeline.classify import predict_proba
 from pipeline.errors import PipelineError
 from pipeline.features import embed
 from pipeline.gan.train import sample
-from pipeline.metrics import MemorizationAudit, memorization_audit, nearest_distances
+from pipeline.metrics import MemorizationAudit, memorization_audit, nearest_distances, realism_score
+from pipeline.pool import SyntheticPool
 
 MAX_ROUNDS = 20  # the last round draws at most MAX_ROUNDS x the plan in total
+REALISM_K = 5  # neighbours of the realism score's k-NN balls
 
 
 @dataclass
 class Synthesis:
-    images: np.ndarray  # (S, H, W, C) uint8, grouped by class
-    labels: np.ndarray  # (S,)
-    seeds: np.ndarray  # (S,) the latent seed of each image
+    pool: SyntheticPool  # every kept candidate, with its score
+    memorized: np.ndarray  # (P,) bool per pool image: flagged by the audit (kept only if allowed)
     first_audit: MemorizationAudit | None  # the audit of the first draw (the generator's rate)
     first_draw: np.ndarray | None  # the first draw's images (for the closest-pairs grid)
     stats: dict[str, float | int] = field(default_factory=dict)
 
+    @property
+    def images(self) -> np.ndarray:
+        return self.pool.images
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.pool.labels
+
+    @property
+    def seeds(self) -> np.ndarray:
+        return self.pool.seeds
+
+
+def pool_plan(plan: dict[int, int], counts: dict[int, int], *, candidates_per_image: int
+              ) -> dict[int, int]:
+    """Candidates to draw per class: `candidates_per_image` x the largest of the balance plan and
+    the majority count, for every class alike, so the pool holds a class-balanced synthetic set
+    (gan_pretrain) as well as the best-scored top-up of each class.
+    >>> pool_plan({0: 0, 1: 70}, {0: 100, 1: 30}, candidates_per_image=4)
+    {0: 400, 1: 400}
+    """
+    size = candidates_per_image * max(max(plan.values(), default=0), max(counts.values()))
+    return {c: size for c in plan}
+
 
 def synthesize(
     G: nn.Module, plan: dict[int, int], *, latent_dim: int, seed: int, device: torch.device,
-    extractor: nn.Module, train_images: np.ndarray, test_images: np.ndarray,
-    reject_memorized: bool, quality_gate: float, batch_size: int = 512,
+    extractor: nn.Module, train_images: np.ndarray, train_labels: np.ndarray,
+    val_images: np.ndarray, reject_memorized: bool, quality_gate: float, batch_size: int = 512,
 ) -> Synthesis:
+    """Draw `plan[c]` audited candidates of each class c and score them (see the module doc)."""
     n_classes = len(plan)
     need = np.array([plan[c] for c in range(n_classes)], dtype=np.int64)
     train_f = embed(extractor, train_images, device=device)
-    test_f = embed(extractor, test_images, device=device)
-    kept_images, kept_labels, kept_seeds = [], [], []
+    val_f = embed(extractor, val_images, device=device)
+    kept: list[tuple[np.ndarray, ...]] = []
     first_audit, first_draw, threshold = None, None, 0.0
     next_seed, rounds = seed * 2**32, 0
-    drawn = memorized_n = gated_n = shipped_memorized = 0
+    drawn = memorized_n = gated_n = 0
     while need.sum() > 0:
         if rounds == MAX_ROUNDS:
             raise PipelineError(
@@ -69,43 +101,54 @@ def synthesize(
                         batch_size=batch_size)
         feats = embed(extractor, images, device=device)
         if first_audit is None:
-            first_audit = memorization_audit(feats, train_f, test_f)
+            first_audit = memorization_audit(feats, train_f, val_f)
             first_draw, threshold = images, first_audit.threshold
             memorized = first_audit.memorized
         else:
             memorized = nearest_distances(feats, train_f)[0] < threshold
         keep = ~memorized if reject_memorized else np.ones(len(labels), dtype=bool)
+        proba = predict_proba(extractor, images, device=device)
         if quality_gate > 0:
-            proba = predict_proba(extractor, images, device=device)
             wrong = (proba.argmax(axis=1) != labels) & (proba.max(axis=1) >= quality_gate)
             gated_n += int((wrong & keep).sum())
             keep &= ~wrong
         drawn += len(labels)
         memorized_n += int(memorized.sum())
-        shipped_memorized += int((memorized & keep).sum())
-        kept_images.append(images[keep])
-        kept_labels.append(labels[keep])
-        kept_seeds.append(seeds[keep])
+        kept.append((images[keep], labels[keep], seeds[keep],
+                     proba[keep, labels[keep]], feats[keep], memorized[keep]))
         need -= np.bincount(labels[keep], minlength=n_classes)
         rounds += 1
-    if not kept_labels:  # nothing planned: the classes are balanced already
-        return Synthesis(np.zeros((0, *train_images.shape[1:]), np.uint8),
-                         np.zeros(0, np.int64), np.zeros(0, np.int64), None, None,
-                         {"candidates": 0, "rounds": 0})
-    labels = np.concatenate(kept_labels)
-    order = np.argsort(labels, kind="stable")
+    if not kept:  # nothing planned
+        empty = np.zeros(0, np.int64)
+        pool = SyntheticPool(np.zeros((0, *train_images.shape[1:]), np.uint8), empty, empty,
+                             np.zeros(0), empty)
+        return Synthesis(pool, np.zeros(0, bool), None, None, {"candidates": 0, "rounds": 0})
+    images, labels, seeds, p_class, feats, memorized_kept = (np.concatenate(a) for a in zip(*kept))
+    scores = p_class * np.minimum(1.0, _realism(feats, labels, train_f, train_labels))
+    order = np.argsort(labels, kind="stable")  # grouped by class, draw order within each
+    labels = labels[order]
+    draw = np.concatenate([np.arange(n) for n in np.bincount(labels, minlength=n_classes)])
+    pool = SyntheticPool(images[order], labels, seeds[order], scores[order].astype(np.float64),
+                         draw.astype(np.int64))
     accepted = len(labels)
-    return Synthesis(
-        images=np.concatenate(kept_images)[order], labels=labels[order],
-        seeds=np.concatenate(kept_seeds)[order], first_audit=first_audit, first_draw=first_draw,
-        stats={
-            "candidates": drawn, "accepted": accepted, "acceptance_rate": accepted / drawn,
-            "rounds": rounds, "memorization_rate": first_audit.memorization_rate,
-            "memorization_rate_shipped": shipped_memorized / accepted,
-            "memorization_threshold": threshold, "memorized_candidates": memorized_n,
-            "rejected_memorized": memorized_n if reject_memorized else 0,
-            "rejected_quality_gate": gated_n,
-            "median_nearest_train_distance_synthetic": float(np.median(first_audit.distances)),
-            "median_nearest_train_distance_test": float(np.median(first_audit.test_distances)),
-        },
-    )
+    return Synthesis(pool, memorized_kept[order], first_audit, first_draw, {
+        "candidates": drawn, "accepted": accepted, "acceptance_rate": accepted / drawn,
+        "rounds": rounds, "memorization_rate": first_audit.memorization_rate,
+        "memorization_threshold": threshold, "memorized_candidates": memorized_n,
+        "rejected_memorized": memorized_n if reject_memorized else 0,
+        "rejected_quality_gate": gated_n,
+        "median_nearest_train_distance_synthetic": float(np.median(first_audit.distances)),
+        "median_nearest_train_distance_val": float(np.median(first_audit.test_distances)),
+    })
+
+
+def _realism(feats: np.ndarray, labels: np.ndarray, train_f: np.ndarray,
+             train_labels: np.ndarray) -> np.ndarray:
+    """Realism of each candidate against the real training features of its own class; a class
+    with fewer than 2 real images cannot define a manifold and scores 1 (no penalty)."""
+    out = np.ones(len(labels))
+    for c in np.unique(labels):
+        real = train_f[train_labels == c]
+        if len(real) >= 2:
+            out[labels == c] = realism_score(feats[labels == c], real, k=REALISM_K)
+    return out

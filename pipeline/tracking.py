@@ -148,10 +148,13 @@ def variant_table(params_digest: str, root: str | Path = ".") -> Any:
     )
     if runs.empty:
         return runs
-    runs = runs.drop_duplicates("tags.augmentation")
+    # tags.variant names a share-sweep variant (gan@0.5); augmentation is its family (gan)
+    name = runs["tags.variant"] if "tags.variant" in runs else runs["tags.augmentation"]
+    runs = runs.assign(_variant=name.fillna(runs["tags.augmentation"]))
+    runs = runs.drop_duplicates("_variant")
     metrics = runs[[c for c in runs.columns if c.startswith("metrics.")]]
     table = metrics.rename(columns=lambda c: c.removeprefix("metrics."))
-    table.insert(0, "variant", runs["tags.augmentation"].to_numpy())
+    table.insert(0, "variant", runs["_variant"].to_numpy())
     return table.reset_index(drop=True)
 
 

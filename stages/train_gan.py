@@ -49,9 +49,9 @@ def _train(args: argparse.Namespace, cfg: Config, world: Dist) -> None:
         fit(images, labels, gcfg, n_classes=n_classes, seed=cfg.seed, device=device,
             checkpoint=args.state, resume_key=key)
         return
-    test_images, test_labels = load_split(data / "test.npz")
+    val_images, val_labels = load_split(data / "val.npz")  # model selection never sees test
     extractor, extractor_meta = load_extractor(args.features, device=device)
-    probe = QualityProbe(extractor, images, labels, test_images, test_labels, cfg.features,
+    probe = QualityProbe(extractor, images, labels, val_images, val_labels, cfg.features,
                          n_classes=n_classes, latent_dim=gcfg.latent_dim, device=device,
                          seed=cfg.seed)
     from pipeline.tracking import stage_run
@@ -100,7 +100,7 @@ def _train(args: argparse.Namespace, cfg: Config, world: Dist) -> None:
         metrics = {
             "steps": state.step, "best_step": int(best["step"]),
             **{k: v for k, v in best.items() if k != "step"},
-            "trtr_balanced_accuracy": extractor_meta["metrics"]["test_balanced_accuracy"],
+            "trtr_balanced_accuracy": extractor_meta["metrics"]["val_balanced_accuracy"],
             "seconds": round(result.seconds, 2),
             "images_per_second": round(state.step * gcfg.batch_size * gcfg.d_steps
                                        / max(result.seconds, 1e-9), 1),
@@ -138,7 +138,7 @@ def _resume_key(cfg: Config, device, train: Path, features: str) -> str:
 
 if __name__ == "__main__":
     run_stage("train_gan", main, {
-        "data": "folder with train.npz and test.npz", "features": "feature-extractor checkpoint",
+        "data": "folder with train.npz and val.npz", "features": "feature-extractor checkpoint",
         "checkpoint": "generator checkpoint to write",
         "state": "resumable training state (kept between runs; not a DVC output)",
         "plots": "folder for samples.png, losses.csv and quality.csv",

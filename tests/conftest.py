@@ -161,5 +161,5 @@ def write_extractor(path: Path, images: np.ndarray, labels: np.ndarray, *, steps
     kwargs = dict(channels=images.shape[3], n_classes=n_classes, image_size=images.shape[1],
                   width=cfg.width)
     save_extractor(path, model, cfg, model_kwargs=kwargs, seed=0,
-                   metrics={"test_balanced_accuracy": 0.5})
+                   metrics={"val_balanced_accuracy": 0.5})
     return path

@@ -16,7 +16,14 @@ from pipeline.classify import predict_proba, train_classifier
 from pipeline.config import EvaluateConfig
 from pipeline.artifacts import Split
 from pipeline.errors import PipelineError
-from pipeline.evaluate import VARIANTS, bootstrap_recalls, evaluate_variants
+from pipeline.evaluate import (
+    VARIANTS,
+    Variant,
+    bootstrap_recalls,
+    evaluate_variants,
+    synthetic_counts,
+)
+from pipeline.pool import SyntheticPool
 
 CPU = torch.device("cpu")
 
@@ -92,48 +99,115 @@ def test_a_batch_larger_than_the_dataset_uses_the_whole_dataset() -> None:
 
 # --- evaluate_variants ----------------------------------------------------------------------------
 
-ALL = ("real", "class_weight", "oversample", "smote", "gan", "gan_class_weight")
+def make_pool(counts: list[int], *, seed: int = 1) -> SyntheticPool:
+    """A pool of easily separable 'synthetic' images whose scores shuffle the draw order."""
+    x, y = make_images(counts, seed=seed)
+    draw = np.concatenate([np.arange(n) for n in counts])
+    scores = (draw * 7 % 23) / 23.0  # a permutation of the draw order for up to 23 per class
+    return SyntheticPool(x, y, np.arange(len(y), dtype=np.int64), scores, draw)
+
+
+ALL = ("real", "real_noaug", "class_weight", "oversample", "smote", "gan", "gan_random",
+       "gan_class_weight", "gan_pretrain")
+EXPANDED = ["real", "real_noaug", "class_weight", "oversample", "smote", "gan@0.5",
+            "gan@balance", "gan_random@0.5", "gan_random@balance", "gan_class_weight@0.5",
+            "gan_class_weight@balance", "gan_pretrain"]
 
 
 @pytest.fixture(scope="module")
 def comparison():
     train = Split(*make_images([12, 6, 3], seed=0))
-    synthetic = Split(*make_images([0, 6, 9], seed=1))
+    pool = make_pool([24, 24, 24])
+    val = Split(*make_images([4, 4, 4], seed=3))
     test = Split(*make_images([5, 5, 5], seed=2))
     logs: dict[tuple, list] = {}
     fits: list[tuple] = []
-    results = evaluate_variants(
-        train, synthetic, test, quick(steps=30, seeds=2, bootstrap=200), n_classes=3, seed=0,
-        device=CPU,
+    result = evaluate_variants(
+        train, val, test, pool, quick(steps=30, seeds=2, bootstrap=200, variants=list(ALL)),
+        n_classes=3, seed=0, device=CPU,
         log_for=lambda v, s: (lambda m, step: logs.setdefault((v, s), []).append((step, m))),
         on_fit=lambda v, s: fits.append((v, s)),
     )
-    return results, logs, fits, test
+    return result, logs, fits, test
 
 
 def test_every_variant_runs_with_its_training_set(comparison) -> None:
-    results, logs, fits, _ = comparison
-    assert list(results) == list(ALL)
+    result, logs, fits, _ = comparison
+    results = result.variants
+    assert list(results) == EXPANDED
     counts = {name: res.train_counts for name, res in results.items()}
-    assert counts["real"] == counts["class_weight"] == {0: 12, 1: 6, 2: 3}
+    assert counts["real"] == counts["class_weight"] == counts["real_noaug"] == {0: 12, 1: 6, 2: 3}
     assert counts["oversample"] == counts["smote"] == {0: 12, 1: 12, 2: 12}  # balanced
-    assert counts["gan"] == counts["gan_class_weight"] == {0: 12, 1: 12, 2: 12}
-    assert [r.metrics["n_train"] for r in results.values()] == [21, 21, 36, 36, 36, 36]
-    assert fits == [(v, s) for v in ALL for s in (0, 1)]  # every (variant, seed) reported
-    # gan_class_weight's weights are uniform on the balanced set: the same run as gan, not refit
-    assert ("gan_class_weight", 0) not in logs and [st for st, _ in logs[("real", 0)]] == [30]
-    np.testing.assert_array_equal(results["gan"].probas, results["gan_class_weight"].probas)
-    assert not np.array_equal(results["real"].probas, results["class_weight"].probas)
+    # share 0.5: half the real count of each class below the majority, capped at balance
+    assert counts["gan@0.5"] == counts["gan_random@0.5"] == {0: 12, 1: 9, 2: 5}
+    assert counts["gan@balance"] == counts["gan_class_weight@balance"] == {0: 12, 1: 12, 2: 12}
+    assert counts["gan_pretrain"] == {0: 12, 1: 6, 2: 3}  # fine-tuned on the real split
+    assert results["gan_pretrain"].metrics["n_pretrain"] == 36  # 12 synthetic per class
+    assert results["gan@0.5"].metrics["n_synthetic"] == 5
+    assert fits == [(v, s) for v in EXPANDED for s in (0, 1)]  # every (variant, seed) reported
+    # gan_class_weight@balance's weights are uniform on the balanced set: the same run as
+    # gan@balance, not refit; at 0.5 the weights differ, so it is its own run
+    assert ("gan_class_weight@balance", 0) not in logs and ("gan_class_weight@0.5", 0) in logs
+    np.testing.assert_array_equal(results["gan@balance"].probas,
+                                  results["gan_class_weight@balance"].probas)
+    for a, b in (("real", "class_weight"), ("real", "real_noaug"), ("real", "gan_pretrain"),
+                 ("gan@0.5", "gan_random@0.5")):
+        assert not np.array_equal(results[a].probas, results[b].probas), (a, b)
+    m = results["gan@0.5"].metrics
+    assert (m["variant"], m["synthetic"], m["synthetic_ratio"]) == ("gan", True, "0.5")
+    assert results["smote"].metrics["synthetic"] is False
+
+
+def test_selection_uses_validation_and_the_headline_is_the_paired_test_difference(
+        comparison) -> None:
+    result, _, _, _ = comparison
+    results, sel, h = result.variants, result.selection, result.headline
+    val = {n: r.metrics["val_balanced_accuracy"] for n, r in results.items()}
+    gans = [n for n in EXPANDED if results[n].metrics["synthetic"]]
+    others = [n for n in EXPANDED if n not in gans]
+    assert sel == {"gan": max(gans, key=val.get), "baseline": max(others, key=val.get),
+                   "by": "val_balanced_accuracy"}
+    g, b = results[sel["gan"]].metrics, results[sel["baseline"]].metrics
+    assert (h["gan"], h["baseline"]) == (sel["gan"], sel["baseline"])
+    assert h["balanced_accuracy_delta"] == pytest.approx(
+        g["balanced_accuracy"] - b["balanced_accuracy"])
+    assert h["roc_auc_delta"] == pytest.approx(g["roc_auc"] - b["roc_auc"])
+    lo, hi = h["balanced_accuracy_delta_ci95"]
+    assert lo <= h["balanced_accuracy_delta"] <= hi
+    assert h["balanced_accuracy_delta_ci95_width"] == pytest.approx(hi - lo)
+    assert h["resolves_2_points"] == (hi - lo <= 0.04)
+    assert (h["n_seeds"], h["n_test"]) == (2, 15)
+    assert "vs_baseline" not in b and g["vs_baseline"] == {k: v for k, v in h.items()
+                                                          if k in g["vs_baseline"]}
+    assert set(result.as_json()) == {"selection", "headline", "variants"}
+
+
+def test_selection_never_reads_the_test_split() -> None:
+    train = Split(*make_images([12, 4], seed=0))
+    val = Split(*make_images([5, 5], seed=3))
+    test = Split(*make_images([6, 6], seed=2))
+    cfg = quick(steps=20, seeds=1, variants=["real", "class_weight", "gan"], bootstrap=0)
+    a = evaluate_variants(train, val, test, make_pool([16, 16]), cfg, n_classes=2, seed=0,
+                          device=CPU)
+    flipped = Split(test.images, 1 - test.labels)  # every test label wrong
+    b = evaluate_variants(train, val, flipped, make_pool([16, 16]), cfg, n_classes=2, seed=0,
+                          device=CPU)
+    assert a.selection == b.selection
+    assert a.variants["real"].metrics["balanced_accuracy"] != \
+        b.variants["real"].metrics["balanced_accuracy"]
+    assert "balanced_accuracy_delta_ci95" not in a.headline  # bootstrap 0: no interval
 
 
 def test_metrics_are_seed_means_in_range_with_intervals(comparison) -> None:
-    results, _, _, test = comparison
+    result, _, _, test = comparison
+    results = result.variants
     for name, res in results.items():
         m = res.metrics
         assert m["n_seeds"] == 2 and len(res.per_seed) == 2 and res.probas.shape == (2, 15, 3)
         for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "minority_recall",
-                    "minority_precision"):
+                    "minority_precision", "val_balanced_accuracy", "val_roc_auc"):
             assert 0.0 <= m[key] <= 1.0, key
+        for key in ("accuracy", "balanced_accuracy", "minority_recall"):
             assert m[key] == pytest.approx(np.mean([p[key] for p in res.per_seed])), key
         assert m["minority_class"] == 2 and m["minority_recall"] == pytest.approx(m["recall"][2])
         for key in ("balanced_accuracy", "minority_recall"):
@@ -151,31 +225,55 @@ def test_metrics_are_seed_means_in_range_with_intervals(comparison) -> None:
             assert -1 <= dlo <= dhi <= 1
 
 
+def test_synthetic_counts_worked_examples() -> None:
+    labels = np.array([0] * 100 + [1] * 30 + [2] * 5)
+    assert synthetic_counts(labels, 3, 0.25) == {0: 0, 1: 8, 2: 1}  # round(7.5) = 8
+    assert synthetic_counts(labels, 3, 1.0) == {0: 0, 1: 30, 2: 5}
+    assert synthetic_counts(labels, 3, 30.0) == {0: 0, 1: 70, 2: 95}  # capped at balance
+    assert synthetic_counts(labels, 3, "balance") == {0: 0, 1: 70, 2: 95}
+
+
+def test_gan_variants_take_best_scored_or_first_drawn_images() -> None:
+    train = Split(*make_images([8, 4], seed=0))
+    pool = make_pool([10, 10])
+    pool = SyntheticPool(pool.images, pool.labels, pool.seeds,
+                         np.where(pool.draw % 2 == 1, 1.0, 0.0), pool.draw)  # odd draws best
+    gan = VARIANTS["gan"](train, pool, Variant("gan", 0.5), n_classes=2, seed=0)
+    rnd = VARIANTS["gan_random"](train, pool, Variant("gan_random", 0.5), n_classes=2, seed=0)
+    added = lambda data: data.images[len(train.labels):]  # noqa: E731
+    best = pool.take({1: 2})
+    assert pool.draw[best].tolist() == [1, 3]
+    np.testing.assert_array_equal(added(gan), pool.images[best])
+    np.testing.assert_array_equal(added(rnd), pool.images[pool.take({1: 2}, selected=False)])
+    assert gan.labels[len(train.labels):].tolist() == [1, 1]
+
+
 def test_smote_and_oversampling_balance_the_counts() -> None:
     train = Split(*make_images([20, 7, 4], seed=0))
-    empty = Split(*make_images([0, 0, 0]))
+    empty = make_pool([0, 0, 0])
     for name in ("oversample", "smote"):
-        data = VARIANTS[name](train, empty, n_classes=3, seed=0)
+        data = VARIANTS[name](train, empty, Variant(name), n_classes=3, seed=0)
         assert np.bincount(data.labels).tolist() == [20, 20, 20]
         assert data.images.dtype == np.uint8 and data.images.shape[1:] == train.images.shape[1:]
-    over = VARIANTS["oversample"](train, empty, n_classes=3, seed=0)
+    over = VARIANTS["oversample"](train, empty, Variant("oversample"), n_classes=3, seed=0)
     real_rows = {img.tobytes() for img in train.images}
     assert all(img.tobytes() in real_rows for img in over.images)  # copies only
-    smote = VARIANTS["smote"](train, empty, n_classes=3, seed=0)
+    smote = VARIANTS["smote"](train, empty, Variant("smote"), n_classes=3, seed=0)
     new = [img for img in smote.images if img.tobytes() not in real_rows]
     assert len(new) > 0  # SMOTE interpolates new images
 
 
 def test_class_weights_are_inverse_frequency() -> None:
     train = Split(*make_images([30, 10, 5], seed=0))
-    data = VARIANTS["class_weight"](train, Split(*make_images([0, 0, 0])), n_classes=3, seed=0)
+    data = VARIANTS["class_weight"](train, make_pool([0, 0, 0]), Variant("class_weight"),
+                                    n_classes=3, seed=0)
     np.testing.assert_allclose(data.class_weights, [45 / 90, 45 / 30, 45 / 15])
 
 
 def test_smote_needs_two_images_per_class() -> None:
     train = Split(*make_images([10, 1], seed=0))
     with pytest.raises(PipelineError, match="smote needs at least 2"):
-        VARIANTS["smote"](train, Split(*make_images([0, 0])), n_classes=2, seed=0)
+        VARIANTS["smote"](train, make_pool([0, 0]), Variant("smote"), n_classes=2, seed=0)
 
 
 def test_bootstrap_recalls_known_answer() -> None:
@@ -189,9 +287,9 @@ def test_bootstrap_recalls_known_answer() -> None:
 def test_binary_tasks_report_sensitivity_and_specificity() -> None:
     train = Split(*make_images([12, 4], seed=0))
     test = Split(*make_images([6, 6], seed=2))
-    res = evaluate_variants(train, Split(*make_images([0, 8], seed=1)), test,
+    res = evaluate_variants(train, test, test, make_pool([0, 8]),
                             quick(steps=20, seeds=1, variants=["real"], bootstrap=50),
-                            n_classes=2, seed=0, device=CPU)["real"].metrics
+                            n_classes=2, seed=0, device=CPU).variants["real"].metrics
     assert res["minority_class"] == 1
     assert res["sensitivity"] == res["recall"][1] and res["specificity"] == res["recall"][0]
 
@@ -206,9 +304,14 @@ def test_resnet18_classifier_trains_on_small_inputs() -> None:
 
 def test_only_the_listed_variants_run() -> None:
     train = Split(*make_images([6, 6]))
-    results = evaluate_variants(train, Split(*make_images([0, 0])), train,
-                                quick(steps=2, seeds=1, variants=["gan"]), n_classes=2, seed=0,
-                                device=CPU)
-    assert list(results) == ["gan"]
-    assert results["gan"].metrics["n_train"] == 12  # no synthetic images: the real ones only
-    assert "balanced_accuracy_ci95" in results["gan"].metrics
+    result = evaluate_variants(train, train, train, make_pool([0, 0]),
+                               quick(steps=2, seeds=1, variants=["gan"],
+                                     synthetic_ratios=["balance"]), n_classes=2, seed=0,
+                               device=CPU)
+    assert list(result.variants) == ["gan@balance"]
+    m = result.variants["gan@balance"].metrics
+    assert m["n_train"] == 12 and m["n_synthetic"] == 0  # balanced already: real images only
+    assert "balanced_accuracy_ci95" in m
+    assert result.selection == {"gan": "gan@balance", "baseline": None,
+                                "by": "val_balanced_accuracy"}
+    assert result.headline == {}  # nothing to compare with

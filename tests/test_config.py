@@ -11,6 +11,7 @@ import yaml
 
 from conftest import REPO
 from pipeline.config import (
+    DEFAULT_VARIANTS,
     VARIANT_NAMES,
     Config,
     PrepareConfig,
@@ -63,7 +64,10 @@ def test_empty_file_gives_the_documented_defaults(tmp_path: Path) -> None:
     assert (cfg.prepare.val_fraction, cfg.prepare.min_fraction) == (0.15, 0.08)
     assert (cfg.generate.target, cfg.generate.ratio) == ("majority", 1.0)
     assert cfg.generate.batch_size == 512
-    assert (cfg.evaluate.steps, cfg.evaluate.variants) == (1500, VARIANT_NAMES)
+    assert (cfg.evaluate.steps, cfg.evaluate.variants) == (500, DEFAULT_VARIANTS)
+    assert cfg.evaluate.synthetic_ratios == (0.5, "balance")
+    assert cfg.evaluate.augment == cfg.features.augment == ("translate", "brightness", "contrast")
+    assert cfg.generate.candidates_per_image == 4
     assert (cfg.evaluate.seeds, cfg.evaluate.classifier) == (3, "cnn")
 
 
@@ -135,7 +139,11 @@ def test_wrong_types_are_errors_naming_the_key(tmp_path: Path, text: str, expect
     ("train_gan:\n  diffaugment: [translation, flip]\n", "train_gan.diffaugment[1]: 'flip' (str)",
      "translation, cutout, color"),
     ("evaluate:\n  variants: [real, smot]\n", "evaluate.variants[1]: 'smot' (str)",
-     "real, class_weight, oversample, smote, gan, gan_class_weight"),
+     ", ".join(VARIANT_NAMES)),
+    ("evaluate:\n  synthetic_ratios: [0.5, all]\n", "evaluate.synthetic_ratios[1]: 'all' (str)",
+     "balance"),
+    ("evaluate:\n  augment: [translate, mixup]\n", "evaluate.augment[1]: 'mixup' (str)",
+     "translate, hflip, vflip, rotate, brightness, contrast"),
 ])
 def test_values_outside_a_choice_list_the_allowed_values(
     tmp_path: Path, text: str, key: str, allowed: str
@@ -153,6 +161,13 @@ def test_values_outside_a_choice_list_the_allowed_values(
     ("prepare:\n  min_fraction: 1.5\n", "prepare.min_fraction: must be in (0, 1]"),
     ("prepare:\n  keep_fractions: {3: 0}\n", "prepare.keep_fractions.3: must be in (0, 1]"),
     ("train_gan:\n  steps: 0\n", "train_gan.steps: must be > 0"),
+    ("evaluate:\n  synthetic_ratios: [0.5, -1]\n",
+     "evaluate.synthetic_ratios: each must be > 0 or the word balance"),
+    ("evaluate:\n  synthetic_ratios: []\n", "evaluate.synthetic_ratios: must list at least one"),
+    ("evaluate:\n  synthetic_ratios: [1, 1.0]\n", "evaluate.synthetic_ratios: has duplicates"),
+    ("evaluate:\n  pretrain_fraction: 1\n", "evaluate.pretrain_fraction: must be in (0, 1)"),
+    ("evaluate:\n  augment: [hflip, hflip]\n", "evaluate.augment: has duplicates"),
+    ("generate:\n  candidates_per_image: 0\n", "generate.candidates_per_image: must be >= 1"),
     ("train_gan:\n  width: -8\n", "train_gan.width: must be > 0"),
     ("train_gan:\n  batch_size: 0\n", "train_gan.batch_size: must be >= 2"),
     ("train_gan:\n  latent_dim: 0\n", "train_gan.latent_dim: must be > 0"),

@@ -21,6 +21,7 @@ from pipeline.config import TrainGanConfig
 from pipeline.gan.losses import LOSSES
 from pipeline.gan.train import build_state, d_step, g_step
 from pipeline.pixels import to_unit
+from pipeline.pool import SyntheticPool
 
 CPU = torch.device("cpu")
 
@@ -77,11 +78,14 @@ def torchrun_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, di
                  evaluate={"steps": 6, "width": 4, "seeds": 1, "bootstrap": 10, "batch_size": 16,
                            "variants": ["real", "gan"], "device": "cpu"})
     images, labels = make_images([24, 8])
-    for split in ("train", "test"):
+    for split in ("train", "val", "test"):
         save_split(project / f"data/prepared/{split}.npz", images, labels)
     (project / "models").mkdir()
     write_extractor(project / "models/features.pt", images, labels)
-    save_split(project / "data/synthetic/synthetic.npz", *make_images([0, 16], seed=3))
+    synth_x, synth_y = make_images([0, 16], seed=3)
+    (project / "data/synthetic").mkdir(parents=True)
+    SyntheticPool(synth_x, synth_y, np.arange(16), np.linspace(1, 0, 16),
+                  np.arange(16)).save(project / "data/synthetic/pool.npz")
     env = {**stage_env(root), "PIPELINE_RUN_ID": "torchrun-test"}
     return project, env
 
@@ -130,8 +134,9 @@ def test_evaluate_runs_on_two_processes_and_writes_one_set_of_metrics(torchrun_p
     assert result.returncode == 0, result.stdout + result.stderr
     import json
 
-    m = json.loads((project / "metrics/evaluate.json").read_text())
-    assert sorted(m) == ["gan", "real"]
+    m = json.loads((project / "metrics/evaluate.json").read_text())["variants"]
+    assert sorted(m) == ["gan@0.5", "gan@balance", "real"]
+    assert (m["gan@0.5"]["n_synthetic"], m["gan@balance"]["n_synthetic"]) == (4, 16)
     _, test_labels = load_split(project / "data/prepared/test.npz")
     for res in m.values():
         assert 0.0 <= res["balanced_accuracy"] <= 1.0

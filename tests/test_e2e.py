@@ -117,8 +117,9 @@ def test_manifest_lets_each_synthetic_image_be_regenerated(pipeline: Pipeline) -
     project = pipeline.project
     manifest = pd.read_csv(project / "data/synthetic/manifest.csv")
     images, labels = load_split(project / "data/synthetic/synthetic.npz")
-    assert list(manifest.columns) == ["index", "label", "seed", "checkpoint_sha256"]
+    assert list(manifest.columns) == ["index", "label", "seed", "score", "checkpoint_sha256"]
     assert len(manifest) == len(labels)
+    assert manifest["score"].between(0, 1).all()
     assert manifest["index"].tolist() == list(range(len(labels)))
     np.testing.assert_array_equal(manifest["label"].to_numpy(), labels)
     assert manifest["seed"].is_unique
@@ -154,7 +155,8 @@ def test_generator_checkpoint_and_training_curves(pipeline: Pipeline) -> None:
         assert 0.0 <= m[key] <= (10.0 if key == "density" else 1.0), key
     assert m["fid_domain"] > 0 and "fid_domain/class_9" in m
     features = pipeline.json("metrics/features.json")
-    assert m["trtr_balanced_accuracy"] == features["test_balanced_accuracy"]
+    assert m["trtr_balanced_accuracy"] == features["val_balanced_accuracy"]
+    assert "test_balanced_accuracy" not in features  # the test split is evaluate's alone
     # the resumable state sits outside DVC's outputs and holds the finished run
     state = torch.load(project / "checkpoints/train_gan.pt", weights_only=True)
     assert state["step"] == 20 and len(state["history"]) == 4
@@ -167,18 +169,45 @@ def test_generate_audits_memorization(pipeline: Pipeline) -> None:
     assert g["memorization_rate_shipped"] == 0.0  # reject_memorized is on by default
     assert g["rejected_memorized"] == g["memorized_candidates"]
     assert (pipeline.project / "plots/generate/closest_pairs.png").stat().st_size > 0
+    # the pool: 4 candidates per image of the largest of plan and majority, every class alike
+    majority = max(g["counts_before"].values())
+    assert set(g["pool_per_class"].values()) == {4 * majority} and g["accepted"] == 40 * majority
+    pool = np.load(pipeline.project / "data/synthetic/pool.npz")
+    _, shipped = load_split(pipeline.project / "data/synthetic/synthetic.npz")
+    manifest = pd.read_csv(pipeline.project / "data/synthetic/manifest.csv")
+    assert len(pool["labels"]) == g["accepted"] and len(manifest) == len(shipped)
+    assert list(manifest.columns) == ["index", "label", "seed", "score", "checkpoint_sha256"]
+    for c, n in g["synthetic_per_class"].items():  # each class ships its best-scored n
+        scores = np.sort(pool["scores"][pool["labels"] == int(c)])[::-1]
+        shipped_c = manifest.loc[manifest["label"] == int(c), "score"].to_numpy()
+        assert len(shipped_c) == n
+        np.testing.assert_allclose(shipped_c, scores[:n], atol=1e-6)
+    assert g["score_mean_shipped"] >= g["score_mean_pool"]
 
 
-VARIANTS = ["class_weight", "gan", "gan_class_weight", "oversample", "real", "smote"]
+VARIANTS = ["class_weight", "gan@0.5", "gan@balance", "gan_pretrain", "oversample", "real",
+            "smote"]
 
 
 def test_evaluate_scores_every_variant(pipeline: Pipeline) -> None:
     project = pipeline.project
-    m = pipeline.json("metrics/evaluate.json")
+    doc = pipeline.json("metrics/evaluate.json")
+    m = doc["variants"]
     _, train = load_split(project / "data/prepared/train.npz")
     _, synthetic = load_split(project / "data/synthetic/synthetic.npz")
     _, test = load_split(project / "data/prepared/test.npz")
     assert sorted(m) == VARIANTS
+    # chosen on validation, reported on test
+    val = {v: res["val_balanced_accuracy"] for v, res in m.items()}
+    gans = [v for v in m if m[v]["synthetic"]]
+    assert sorted(gans) == ["gan@0.5", "gan@balance", "gan_pretrain"]
+    assert doc["selection"] == {"gan": max(gans, key=val.get),
+                                "baseline": max((v for v in m if v not in gans), key=val.get),
+                                "by": "val_balanced_accuracy"}
+    h = doc["headline"]
+    assert (h["gan"], h["baseline"]) == (doc["selection"]["gan"], doc["selection"]["baseline"])
+    assert h["balanced_accuracy_delta"] == pytest.approx(
+        m[h["gan"]]["balanced_accuracy"] - m[h["baseline"]]["balanced_accuracy"])
     for variant, res in m.items():
         for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "minority_recall",
                     "minority_precision"):
@@ -196,7 +225,9 @@ def test_evaluate_scores_every_variant(pipeline: Pipeline) -> None:
         assert (np.diff(roc["fpr"]) >= 0).all() and roc["tpr"].iloc[-1] == 1.0
     majority = np.bincount(train).max()
     assert m["real"]["n_train"] == m["class_weight"]["n_train"] == len(train)
-    assert m["gan"]["n_train"] == len(train) + len(synthetic)
+    assert m["gan@balance"]["n_train"] == len(train) + len(synthetic)
+    assert m["gan@0.5"]["n_synthetic"] == sum(
+        min(majority - n, round(0.5 * n)) for n in np.bincount(train))
     assert m["oversample"]["n_train"] == m["smote"]["n_train"] == 10 * majority
     recall = pd.read_csv(project / "plots/evaluate/recall.csv")
     assert len(recall) == 10 and sorted(recall.columns) == sorted(["class", *VARIANTS])
@@ -245,11 +276,15 @@ def test_mlflow_has_one_finished_run_per_stage_under_one_pipeline_parent(
 def test_mlflow_evaluate_has_one_child_run_per_variant(pipeline: Pipeline) -> None:
     evaluate = next(r for r in pipeline.runs("tags.stage = 'evaluate'")
                     if "augmentation" not in r.data.tags)
-    metrics = pipeline.json("metrics/evaluate.json")
+    metrics = pipeline.json("metrics/evaluate.json")["variants"]
     children = pipeline.runs(f"tags.mlflow.parentRunId = '{evaluate.info.run_id}'")
-    assert sorted(r.data.tags["augmentation"] for r in children) == VARIANTS
+    assert sorted(r.data.tags["variant"] for r in children) == VARIANTS
+    assert sorted(r.data.tags["augmentation"] for r in children) == [
+        "class_weight", "gan", "gan", "gan_pretrain", "oversample", "real", "smote"]
+    assert sorted(r.data.tags.get("synthetic_ratio", "") for r in children
+                  if r.data.tags["augmentation"] == "gan") == ["0.5", "balance"]
     for child in children:
-        variant = child.data.tags["augmentation"]
+        variant = child.data.tags["variant"]
         assert child.info.status == "FINISHED" and child.data.tags["kind"] == "variant"
         assert child.data.params["variant"] == variant
         assert child.data.params["n_train"] == str(metrics[variant]["n_train"])

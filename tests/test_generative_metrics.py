@@ -14,6 +14,7 @@ from pipeline.metrics.generative import (
     memorization_audit,
     nearest_distances,
     prdc,
+    realism_score,
 )
 
 # Four points whose columns are the non-constant columns of a 4x4 Hadamard matrix: zero mean,
@@ -273,3 +274,30 @@ def test_memorization_audit_rejects_bad_inputs() -> None:
         memorization_audit(x, x, gaussian(10, 2, seed=1))
     with pytest.raises(ValueError, match=r"percentile must be in \[0, 100\]"):
         memorization_audit(x, x, x, percentile=101)
+
+
+# --- realism score --------------------------------------------------------------------------------
+
+def test_realism_score_known_answers() -> None:
+    real = np.arange(10, dtype=np.float64).reshape(-1, 1)  # k=1 balls of radius 1 everywhere
+    fake = np.array([[4.5], [3.0], [50.0]])
+    r = realism_score(fake, real, k=1)
+    # 4.5: half a unit from 4 and 5 -> 1 / 0.5; 3.0 sits on a real point (distance clamped, huge);
+    # 50: 41 units beyond the last kept real point -> radius 1 / 41
+    assert r[0] == pytest.approx(2.0)
+    assert r[1] > 1e6
+    assert r[2] == pytest.approx(1 / 41, rel=1e-6)
+    assert (realism_score(fake, real, k=1) >= 1).tolist() == [True, True, False]
+
+
+def test_realism_score_ignores_the_half_of_real_points_with_the_largest_balls() -> None:
+    real = np.array([[0.0], [1.0], [2.0], [3.0], [100.0]])  # 100 is an outlier: radius 97
+    # Without pruning, 60 would be inside the outlier's ball (distance 40 < 97).
+    assert realism_score(np.array([[60.0]]), real, k=1)[0] == pytest.approx(1 / 57)
+
+
+def test_realism_score_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="real needs at least 2 rows"):
+        realism_score(np.zeros((3, 2)), np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="same feature dimension"):
+        realism_score(np.zeros((3, 2)), np.zeros((4, 3)))

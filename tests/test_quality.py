@@ -26,7 +26,8 @@ from pipeline.features import FORMAT, embed, load_extractor, train_extractor
 from pipeline.gan.latents import latents
 from pipeline.gan.quality import QualityProbe
 from pipeline.gan.train import sample, to_unit
-from pipeline.synthesize import synthesize
+from pipeline.pool import SyntheticPool, load_pool
+from pipeline.synthesize import pool_plan, synthesize
 
 CPU = torch.device("cpu")
 LATENT = 4
@@ -104,8 +105,8 @@ def extractor() -> nn.Module:
 def run_synthesize(G: nn.Module, plan: dict[int, int], extractor: nn.Module, *,
                    reject_memorized: bool, quality_gate: float = 0.0, seed: int = 0):
     return synthesize(G, plan, latent_dim=LATENT, seed=seed, device=CPU, extractor=extractor,
-                      train_images=TRAIN_X, test_images=TEST_X, reject_memorized=reject_memorized,
-                      quality_gate=quality_gate, batch_size=7)
+                      train_images=TRAIN_X, train_labels=TRAIN_Y, val_images=TEST_X,
+                      reject_memorized=reject_memorized, quality_gate=quality_gate, batch_size=7)
 
 
 # --- feature extractor ----------------------------------------------------------------------------
@@ -259,7 +260,7 @@ def test_the_audit_catches_every_planted_copy(extractor) -> None:
     synth = run_synthesize(copier(), PLAN, extractor, reject_memorized=False)
     assert counts(synth.labels) == PLAN
     assert synth.stats["memorization_rate"] == 1.0
-    assert synth.stats["memorization_rate_shipped"] == 1.0  # not rejected: they ship, flagged
+    assert synth.memorized.all()  # not rejected: they stay in the pool, flagged
     assert synth.stats["rounds"] == 1 and synth.stats["candidates"] == sum(PLAN.values())
     assert synth.stats["rejected_memorized"] == 0
     assert synth.stats["memorized_candidates"] == sum(PLAN.values())
@@ -278,7 +279,7 @@ def test_rejecting_memorized_images_replaces_the_copies_with_reproducible_fresh_
     assert np.array_equal(synth.labels, np.sort(synth.labels))  # grouped by class
     assert not any(is_training_image(img) for img in synth.images)
     stats = synth.stats
-    assert stats["rejected_memorized"] > 0 and stats["memorization_rate_shipped"] == 0
+    assert stats["rejected_memorized"] > 0 and not synth.memorized.any()
     assert stats["rounds"] > 1
     assert stats["accepted"] == sum(PLAN.values())
     assert stats["candidates"] == stats["accepted"] + stats["rejected_memorized"]
@@ -332,3 +333,51 @@ def test_an_empty_plan_draws_nothing_and_returns_empty_arrays(extractor) -> None
     assert synth.labels.shape == (0,) and synth.seeds.shape == (0,)
     assert synth.first_audit is None and synth.first_draw is None
     assert synth.stats["candidates"] == 0 and synth.stats["rounds"] == 0
+
+
+# --- synthesize: selection scores and the pool ----------------------------------------------------
+
+def test_scores_rank_right_class_images_above_wrong_class_ones(extractor) -> None:
+    # Fresh real images; where z[:, 0] > 0 they show class (y + 1) % 3 instead of y.
+    G = Lookup(FRESH_X, FRESH_Y, shift=1)
+    synth = run_synthesize(G, PLAN, extractor, reject_memorized=False)
+    pool = synth.pool
+    assert ((0 <= pool.scores) & (pool.scores <= 1)).all()
+    wrong = first_latents(pool.seeds) > 0
+    assert wrong.any() and (~wrong).any()
+    # every right-class image outscores every wrong-class image of its class
+    for c in range(3):
+        right_c, wrong_c = pool.scores[(pool.labels == c) & ~wrong], pool.scores[
+            (pool.labels == c) & wrong]
+        if len(right_c) and len(wrong_c):
+            assert right_c.min() > wrong_c.max(), c
+    # the best-scored n of each class are right-class images; the first drawn are not all
+    n = {c: int(((pool.labels == c) & ~wrong).sum()) for c in range(3)}
+    assert not wrong[pool.take(n)].any()
+    assert wrong[pool.take(PLAN, selected=False)].sum() == wrong.sum()  # the whole pool
+    np.testing.assert_array_equal(pool.draw[pool.take(n, selected=False)],
+                                  np.concatenate([np.arange(n[c]) for c in range(3)]))
+
+
+def test_the_pool_roundtrips_and_refuses_to_hand_out_more_than_it_has(tmp_path: Path) -> None:
+    x, y = make_images([3, 2])
+    pool = SyntheticPool(x, y, np.arange(5, dtype=np.int64) + 10, np.array([.1, .9, .5, .2, .3]),
+                         np.array([0, 1, 2, 0, 1]))
+    pool.save(tmp_path / "pool.npz")
+    back = load_pool(tmp_path / "pool.npz")
+    for name in ("images", "labels", "seeds", "scores", "draw"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(pool, name))
+    assert back.take({0: 2, 1: 1}).tolist() == [1, 2, 4]  # best first, per class
+    assert back.take({0: 2, 1: 1}, selected=False).tolist() == [0, 1, 3]  # draw order
+    with pytest.raises(PipelineError, match="has 2 images of class 1, 3 were asked for"):
+        back.take({1: 3})
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(PipelineError, match="not a synthetic pool"):
+        load_pool(tmp_path / "bad.npz")
+
+
+def test_pool_plan_draws_a_class_balanced_pool() -> None:
+    assert pool_plan({0: 0, 1: 70, 2: 95}, {0: 100, 1: 30, 2: 5}, candidates_per_image=4) == {
+        0: 400, 1: 400, 2: 400}
+    assert pool_plan({0: 0, 1: 0}, {0: 5, 1: 5}, candidates_per_image=2) == {0: 10, 1: 10}
+    assert pool_plan({0: 50, 1: 150}, {0: 150, 1: 50}, candidates_per_image=1) == {0: 150, 1: 150}

@@ -62,7 +62,7 @@ def binary_evaluate() -> dict[str, dict]:
 
 
 def write_outputs(root: Path, *, class_names: list[str], evaluate: dict[str, dict],
-                  skip: tuple[str, ...] = ()) -> Path:
+                  skip: tuple[str, ...] = (), headline: dict | None = None) -> Path:
     """metrics/ and plots/ as prepare, train_gan, generate and evaluate write them, in root."""
     k = len(class_names)
     rng = np.random.default_rng(0)
@@ -86,7 +86,9 @@ def write_outputs(root: Path, *, class_names: list[str], evaluate: dict[str, dic
                           "synthetic_per_class": {c: top - n for c, n in train.items()},
                           "counts_after": {c: top for c in train}, "checkpoint_sha256": "ab" * 32,
                           "memorization_rate": 0.0125, "acceptance_rate": 0.9877},
-        "evaluate.json": evaluate,
+        "evaluate.json": {"selection": {k: headline[k] for k in ("gan", "baseline")}
+                          | {"by": "val_balanced_accuracy"} if headline else {},
+                          "headline": headline or {}, "variants": evaluate},
     }
     (root / "metrics").mkdir(parents=True)
     for name, doc in docs.items():
@@ -105,6 +107,7 @@ def write_outputs(root: Path, *, class_names: list[str], evaluate: dict[str, dic
     save_png(plots / "train_gan/samples.png", image_grid(list(tiles[:, :8]), scale=6))
     save_png(plots / "generate/real_vs_synthetic.png", image_grid(list(tiles), scale=6))
     save_png(plots / "generate/closest_pairs.png", image_grid([tiles[0, :8], tiles[-1, :8]], scale=6))
+    save_png(plots / "generate/selection.png", image_grid(list(tiles), scale=6))
     minority = next(iter(evaluate.values())).get("minority_class", 0)
     actual = np.repeat(np.arange(k), [test[str(c)] for c in range(k)])
     for v in evaluate:
@@ -157,6 +160,45 @@ def test_verdict_says_not_distinguishable_when_the_interval_contains_zero() -> N
     assert "+0.130 vs real, and 0 lies outside the 95% CI of the paired difference " \
            "[+0.020, +0.250]" in text
     assert "No GAN variant was evaluated" in text
+
+
+def headline_of(ba: float, ci: tuple[float, float], *, auc: float = 0.0) -> dict[str, Any]:
+    return {"gan": "gan", "baseline": "class_weight", "balanced_accuracy_delta": ba,
+            "balanced_accuracy_delta_ci95": list(ci), "minority_recall_delta": 0.08,
+            "minority_recall_delta_ci95": [-0.05, 0.2], "roc_auc_delta": auc, "n_seeds": 5,
+            "n_test": 156, "balanced_accuracy_delta_ci95_width": ci[1] - ci[0],
+            "resolves_2_points": ci[1] - ci[0] <= 0.04}
+
+
+def test_verdict_leads_with_the_validation_chosen_pair_and_its_paired_interval() -> None:
+    ev, counts = binary_evaluate(), {"0": 42, "1": 114}
+    text = verdict(ev, class_names=BINARY, test_counts=counts,
+                   headline=headline_of(0.03, (-0.02, 0.08)))
+    assert text.startswith("Chosen on the validation split (the test split played no part): "
+                           "gan, the best of 1 GAN configuration, and class_weight")
+    assert "balanced accuracy +0.030 (paired 95% CI [-0.020, +0.080])" in text
+    assert "not distinguishable from class_weight at this test-set size (156 test images, " \
+           "42 of the minority class)" in text
+    assert "0.100 wide over 5 seeds and 156 test images: it cannot resolve a 2-point " \
+           "difference" in text
+    assert "Among all variants on the test split:" in text  # the descriptive part follows
+    win = verdict(ev, class_names=BINARY, test_counts=counts,
+                  headline=headline_of(0.03, (0.01, 0.045), auc=-0.01))
+    assert "The synthetic images helped" in win and "ROC AUC is lower (-0.010)" in win
+    assert "0.035 wide" in win and "it can resolve a 2-point difference" in win
+    loss = verdict(ev, class_names=BINARY, headline=headline_of(-0.05, (-0.09, -0.01)))
+    assert "did worse than class_weight, beyond test-set and seed noise" in loss
+
+
+def test_the_page_names_the_selection_and_shows_the_selection_grid(tmp_path: Path) -> None:
+    root = write_outputs(tmp_path, class_names=BINARY, evaluate=binary_evaluate(),
+                         headline=headline_of(0.03, (-0.02, 0.08)))
+    inputs = load_inputs(root / "metrics", root / "plots")
+    assert inputs.selection["gan"] == "gan" and inputs.headline["n_test"] == 156
+    text = build_report(inputs, out_dir=root / "reports").read_text()
+    assert "Chosen by <code>val_balanced_accuracy</code> on the validation split: GAN " \
+           "configuration <b>gan</b>, baseline <b>class_weight</b>" in text
+    assert 'src="figures/selection.png"' in text
 
 
 def test_verdict_says_when_gan_is_worse_and_real_wins() -> None:
@@ -271,7 +313,7 @@ def test_every_image_on_the_page_is_a_png_of_sensible_size(binary_report) -> Non
     assert {"figures/class_counts.png", "figures/gan_losses.png", "figures/recall.png",
             "figures/roc.png", "figures/balanced_accuracy.png", "figures/confusion.png",
             "figures/real_vs_synthetic.png", "figures/samples.png",
-            "figures/closest_pairs.png"} == set(sources)
+            "figures/closest_pairs.png", "figures/selection.png"} == set(sources)
     for src in sources:
         width, height = png_size(page.parent / src)
         assert 300 <= width <= 2000 and 150 <= height <= 2000, (src, width, height)
@@ -353,7 +395,8 @@ def test_a_failed_build_keeps_the_previous_report(tmp_path: Path,
 @pytest.mark.parametrize(("change", "fragment"), [
     (lambda root: (root / "metrics/evaluate.json").write_text("{not json"), "not valid JSON"),
     (lambda root: (root / "metrics/evaluate.json").write_text("{}"), "no variants in it"),
-    (lambda root: (root / "metrics/evaluate.json").write_text('{"gan": {"accuracy": 1}}'),
+    (lambda root: (root / "metrics/evaluate.json").write_text(
+        '{"variants": {"gan": {"accuracy": 1}}}'),
      "variant 'gan' has no balanced_accuracy"),
     (lambda root: (root / "plots/evaluate/roc_gan.csv").write_text("a,b\n1,2\n"),
      "roc_gan.csv: missing column(s) fpr, tpr"),
@@ -432,7 +475,7 @@ def test_stage_writes_the_report_and_logs_it(
     assert ("index.html", None) in run.artifacts
     logged = sorted(name for name, where in run.artifacts if where == "figures")
     assert logged == sorted(p.name for p in (root / "reports/figures").glob("*.png"))
-    assert len(logged) == 12  # 9 figures + the 3 original grids
+    assert len(logged) == 14  # 10 figures + the 4 original grids
     assert '<tr><th>minority_recall</th><td class="num">0.765</td></tr>' in \
         (root / "reports/index.html").read_text()
 

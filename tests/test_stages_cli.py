@@ -152,7 +152,7 @@ def test_a_missing_path_argument_is_a_usage_error(
 def test_generate_without_a_checkpoint_says_what_to_run(
     project_copy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    for split in ("train", "test"):
+    for split in ("train", "val", "test"):
         save_split(project_copy / f"data/prepared/{split}.npz", *make_images([3, 3]))
     before = files_under(project_copy)
     code, err = run_in_process(project_copy, "generate", monkeypatch=monkeypatch, capsys=capsys)
@@ -164,7 +164,7 @@ def test_generate_without_a_checkpoint_says_what_to_run(
 def test_generate_with_a_corrupt_checkpoint_fails_cleanly(
     project_copy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    for split in ("train", "test"):
+    for split in ("train", "val", "test"):
         save_split(project_copy / f"data/prepared/{split}.npz", *make_images([3, 3]))
     (project_copy / "models").mkdir()
     (project_copy / "models/generator.pt").write_bytes(b"\x00garbage")
@@ -175,11 +175,12 @@ def test_generate_with_a_corrupt_checkpoint_fails_cleanly(
 def test_evaluate_without_synthetic_data_says_what_to_run(
     project_copy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    for split in ("train", "test"):
+    for split in ("train", "val", "test"):
         save_split(project_copy / f"data/prepared/{split}.npz", *make_images([3, 3]))
     before = files_under(project_copy)
     code, err = run_in_process(project_copy, "evaluate", monkeypatch=monkeypatch, capsys=capsys)
-    assert_one_line_error(code, err, "evaluate", "data/synthetic/synthetic.npz: not found")
+    assert_one_line_error(code, err, "evaluate", "data/synthetic/pool.npz: synthetic pool not "
+                          "found; run `dvc repro generate`")
     assert files_under(project_copy) == before
 
 
@@ -203,7 +204,7 @@ def test_a_failure_inside_a_stage_marks_its_mlflow_run_failed(
     write_params(project_copy / "params.yaml",
                  train_gan={"steps": 4, "width": 8, "batch_size": 8, "log_every": 2,
                             "loss": "hinge", "device": "cpu"})
-    for split in ("train", "test"):
+    for split in ("train", "val", "test"):
         save_split(project_copy / f"data/prepared/{split}.npz", *make_images([6, 6]))
     (project_copy / "models").mkdir()
     write_extractor(project_copy / "models/features.pt", *make_images([6, 6]))

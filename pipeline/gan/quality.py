@@ -4,9 +4,10 @@ Synthetic images are drawn with fixed seeds (the same latents at every evaluatio
 measures the generator, not sampling noise), as many per class as the real training split has, and
 compared in the in-project feature space (pipeline/features.py): fid_domain, kid_domain,
 precision/recall/density/coverage overall and per class. `tstr_balanced_accuracy` trains the
-feature extractor's architecture, with its budget, on the synthetic images only and tests it on the
-real test split (train-synthetic-test-real); compare it with the extractor's own test score
-(`trtr_balanced_accuracy`, trained on real).
+feature extractor's architecture, with its budget, on the synthetic images only and scores it on the
+real *validation* split (train-synthetic-test-real; the test split is kept for evaluate's one final
+scoring); compare it with the extractor's own validation score (`trtr_balanced_accuracy`, trained
+on real).
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ class QualityProbe:
     extractor: nn.Module
     train_images: np.ndarray  # real training split, uint8 (N, H, W, C)
     train_labels: np.ndarray
-    test_images: np.ndarray  # real test split: TSTR is scored here
-    test_labels: np.ndarray
+    val_images: np.ndarray  # real validation split: TSTR is scored here
+    val_labels: np.ndarray
     cfg: FeaturesConfig  # the TSTR classifier's architecture and budget
     n_classes: int
     latent_dim: int
@@ -61,17 +62,17 @@ class QualityProbe:
                                      self.fake_labels, n_classes=self.n_classes, seed=self.seed)
         if self.tstr:
             metrics["tstr_balanced_accuracy"] = tstr_balanced_accuracy(
-                fakes, self.fake_labels, self.test_images, self.test_labels, self.cfg,
+                fakes, self.fake_labels, self.val_images, self.val_labels, self.cfg,
                 n_classes=self.n_classes, seed=self.seed, device=self.device)
         return metrics
 
 
 def tstr_balanced_accuracy(
-    images: np.ndarray, labels: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray,
+    images: np.ndarray, labels: np.ndarray, real_images: np.ndarray, real_labels: np.ndarray,
     cfg: FeaturesConfig, *, n_classes: int, seed: int, device: torch.device,
 ) -> float:
-    """Train on `images` (synthetic), test on real: balanced accuracy on the test split."""
+    """Train on `images` (synthetic), score on real held-out images: balanced accuracy."""
     model = train_classifier(images, labels, cfg, n_classes=n_classes, seed=seed, device=device,
                              class_weights=inverse_frequency(labels, n_classes))
-    pred = predict_proba(model, test_images, device=device).argmax(axis=1)
-    return float(balanced_accuracy_score(test_labels, pred))
+    pred = predict_proba(model, real_images, device=device).argmax(axis=1)
+    return float(balanced_accuracy_score(real_labels, pred))

@@ -9,6 +9,7 @@ from pipeline.metrics.generative import (
     memorization_audit,
     nearest_distances,
     prdc,
+    realism_score,
 )
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "memorization_audit",
     "nearest_distances",
     "prdc",
+    "realism_score",
 ]

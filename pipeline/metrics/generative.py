@@ -164,6 +164,31 @@ def prdc(real: np.ndarray, fake: np.ndarray, *, k: int = 5) -> dict[str, float]:
     }
 
 
+def realism_score(fake: np.ndarray, real: np.ndarray, *, k: int = 5) -> np.ndarray:
+    """Per-fake realism (M,): max over real rows j of radius_k(j) / ||fake - real_j||.
+
+    Kynkäänniemi et al. 2019 (section 5): >= 1 means the fake lies inside the k-NN ball of some
+    real row (the precision manifold), and larger means deeper inside. As in the paper, the half
+    of the real rows with the largest balls is dropped first, so isolated outliers, whose huge
+    balls would call almost anything realistic, do not count. k is clamped to len(real) - 1.
+    """
+    fake, real = _pair(("fake", "real"), fake, real, min_rows=1)
+    if len(real) < 2:
+        raise ValueError(f"real needs at least 2 rows (samples), got {len(real)}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    r = torch.from_numpy(real)
+    radii = _knn_radii(r, min(k, len(real) - 1))  # (N,)
+    keep = radii <= radii.median()
+    r, radii = r[keep], radii[keep]
+    f = torch.from_numpy(fake)
+    scores = []
+    for start in range(0, len(f), _PRDC_CHUNK):
+        dist = torch.cdist(f[start:start + _PRDC_CHUNK], r)  # (chunk, N')
+        scores.append((radii[None, :] / dist.clamp_min(1e-12)).max(dim=1).values)
+    return torch.cat(scores).numpy()
+
+
 def _all_metrics(real: np.ndarray, fake: np.ndarray, *, k: int, seed: int) -> dict[str, float]:
     return {
         "fid_domain": frechet_distance(real, fake),
