@@ -164,7 +164,7 @@ def test_generator_checkpoint_and_training_curves(pipeline: Pipeline) -> None:
 
 def test_generate_audits_memorization(pipeline: Pipeline) -> None:
     g = pipeline.json("metrics/generate.json")
-    assert g["candidates"] >= g["accepted"] == g["n_synthetic"]
+    assert g["candidates"] >= g["accepted"] >= g["n_synthetic"]
     assert 0.0 <= g["memorization_rate"] <= 1.0 and g["memorization_threshold"] > 0
     assert g["memorization_rate_shipped"] == 0.0  # reject_memorized is on by default
     assert g["rejected_memorized"] == g["memorized_candidates"]
