@@ -225,7 +225,16 @@ def _headline_sentence(runs: Mapping[str, Mapping[str, Any]], h: Mapping[str, An
     if _is_number(width):
         can = "can" if h.get("resolves_2_points") else "cannot"
         text += (f" That interval is {_f(width)} wide over {h.get('n_seeds', '?')} seeds and "
-                 f"{h.get('n_test', '?')} test images: it {can} resolve a 2-point difference.")
+                 f"{h.get('n_test', '?')} test images: it {can} resolve a 2-point difference")
+        test_only = h.get("balanced_accuracy_delta_ci95_width_test_only")
+        if h.get("resolves_2_points") or not _is_number(test_only):
+            text += "."
+        elif test_only > 0.04:
+            text += (f"; the test set alone accounts for a width of {_f(test_only)}, so more "
+                     "seeds cannot fix this: only a larger test split can.")
+        else:
+            text += (f"; the test set alone accounts for {_f(test_only)}, so more seeds "
+                     "(evaluate.seeds) would narrow it.")
     return text
 
 

@@ -167,6 +167,7 @@ def headline_of(ba: float, ci: tuple[float, float], *, auc: float = 0.0) -> dict
             "balanced_accuracy_delta_ci95": list(ci), "minority_recall_delta": 0.08,
             "minority_recall_delta_ci95": [-0.05, 0.2], "roc_auc_delta": auc, "n_seeds": 5,
             "n_test": 156, "balanced_accuracy_delta_ci95_width": ci[1] - ci[0],
+            "balanced_accuracy_delta_ci95_width_test_only": 0.9 * (ci[1] - ci[0]),
             "resolves_2_points": ci[1] - ci[0] <= 0.04}
 
 
@@ -180,12 +181,16 @@ def test_verdict_leads_with_the_validation_chosen_pair_and_its_paired_interval()
     assert "not distinguishable from class_weight at this test-set size (156 test images, " \
            "42 of the minority class)" in text
     assert "0.100 wide over 5 seeds and 156 test images: it cannot resolve a 2-point " \
-           "difference" in text
+           "difference; the test set alone accounts for a width of 0.090, so more seeds cannot " \
+           "fix this: only a larger test split can." in text
     assert "Among all variants on the test split:" in text  # the descriptive part follows
     win = verdict(ev, class_names=BINARY, test_counts=counts,
                   headline=headline_of(0.03, (0.01, 0.045), auc=-0.01))
     assert "The synthetic images helped" in win and "ROC AUC is lower (-0.010)" in win
-    assert "0.035 wide" in win and "it can resolve a 2-point difference" in win
+    assert "0.035 wide" in win and "it can resolve a 2-point difference." in win
+    seeds_help = verdict(ev, class_names=BINARY, headline={
+        **headline_of(0.03, (-0.01, 0.05)), "balanced_accuracy_delta_ci95_width_test_only": 0.03})
+    assert "accounts for 0.030, so more seeds (evaluate.seeds) would narrow it." in seeds_help
     loss = verdict(ev, class_names=BINARY, headline=headline_of(-0.05, (-0.09, -0.01)))
     assert "did worse than class_weight, beyond test-set and seed noise" in loss
 
