@@ -30,8 +30,13 @@ def main(args: argparse.Namespace) -> None:
             run.log_dataset(name=f"{cfg.data.source}-{split}", digest=file_sha256(path),
                             source=dataset.source, context=split)
         run.log_artifact(args.metrics)
-    counts = dataset.report["counts"]["train"]
-    print(f"prepare: train {dataset.report['n_images']}; train class counts {counts}")
+    report = dataset.report
+    names = dataset.class_names
+    counts = ", ".join(f"{names[c]} {n}" for c, n in report["counts"]["train"].items())
+    size = "x".join(map(str, report["image_shape"][1::-1]))
+    print(f"prepare: {report['n_images']} images at {size}; train class counts: {counts}")
+    for change in report["data_changes"]:  # never silent: resizing, simulated imbalance, ...
+        print(f"prepare: NOTE: {change}")
 
 
 if __name__ == "__main__":
