@@ -25,6 +25,8 @@ def main(args: argparse.Namespace) -> None:
         run.log_params({"seed": cfg.seed, **as_flat_dict(cfg.data, "data."),
                         **as_flat_dict(cfg.prepare, "prepare.")})
         run.log_metrics(dataset.report)
+        if dataset.report["data_changes"]:  # what prepare did to the data, beside its numbers
+            run.set_tags({"data_changes": " ".join(dataset.report["data_changes"])[:5000]})
         for split in SPLITS:
             path = Path(args.out) / f"{split}.npz"
             run.log_dataset(name=f"{cfg.data.source}-{split}", digest=file_sha256(path),

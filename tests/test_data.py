@@ -47,8 +47,8 @@ def test_auto_is_long_tail_on_the_digits_demo_only() -> None:
 def test_digits_demo_report_says_what_the_simulated_imbalance_removed(digits) -> None:
     report = digits.report
     before, after = report["train_counts_before_imbalance"], report["counts"]["train"]
-    removed = {str(c): before[c] - after[c] for c in range(10)}
-    assert removed["0"] == 0 and removed["9"] == before[9] - 10
+    removed = {c: before[c] - after[c] for c in range(10)}
+    assert removed[0] == 0 and removed[9] == before[9] - 10
     assert report["imbalance"] == "long_tail" and report["imbalance_setting"] == "auto"
     assert report["simulated_imbalance"] == {"method": "long_tail", "removed": removed,
                                              "count": sum(removed.values()),
@@ -57,7 +57,7 @@ def test_digits_demo_report_says_what_the_simulated_imbalance_removed(digits) ->
     (note,) = report["data_changes"]  # the digits are natively 8x8: nothing resized
     assert note.startswith(f"Removed {sum(removed.values())} of {sum(before.values())} training "
                            "images to simulate imbalance (prepare.imbalance: auto")
-    assert f"{removed['9']} of class '9'" in note and "class '0'" not in note
+    assert f"{removed[9]} of class '9'" in note and "class '0'" not in note
 
 
 def test_none_keeps_everything() -> None:

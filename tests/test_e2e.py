@@ -221,7 +221,10 @@ def test_mlflow_has_one_finished_run_per_stage_under_one_pipeline_parent(
     assert len(pipeline.runs("tags.kind = 'pipeline'")) == 1
 
     prepare, train_gan = stage_runs["prepare"], stage_runs["train_gan"]
-    assert prepare.data.params["prepare.image_size"] == "8"
+    assert prepare.data.params["prepare.image_size"] == "None"  # the digits' native 8x8
+    assert prepare.data.params["prepare.imbalance"] == "auto"
+    assert prepare.data.tags["data_changes"].startswith("Removed ")  # the demo's long tail
+    assert prepare.data.metrics["simulated_imbalance.removed.0"] == 0
     assert prepare.data.metrics["n_images.test"] == 269
     assert train_gan.data.params["train_gan.steps"] == "20"
     assert train_gan.data.metrics["steps"] == 20

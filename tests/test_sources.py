@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -360,7 +361,7 @@ def test_explicit_imbalance_on_user_data_is_honoured_and_reported(tmp_path):
                   image_size=14, imbalance="fractions", keep_fractions={0: 0.25})
     assert ds.report["counts"]["train"] == {0: 5, 1: 20}
     assert ds.report["simulated_imbalance"] == {
-        "method": "fractions", "removed": {"malignant": 15, "benign": 0}, "count": 15, "of": 40}
+        "method": "fractions", "removed": {0: 15, 1: 0}, "count": 15, "of": 40}
     assert ds.report["resized"] == {"count": 56, "from": {"28x28": 56}, "to": "14x14"}
     assert ds.report["data_changes"] == [
         ("Resized 56 images (56 at 28x28) to 14x14 (prepare.image_size: 14; null keeps the "
@@ -420,3 +421,50 @@ def test_a_one_class_csv_is_refused(tmp_path):
     with pytest.raises(PipelineError, match=r"only one class found: 'benign' \(6 images\)"):
         _prepare({"source": "csv", "path": str(tmp_path / "m.csv")})
     assert root.is_dir()
+
+
+def _run_prepare_stage(tmp_path: Path, params: str) -> subprocess.CompletedProcess:
+    work = tmp_path / "proj"
+    work.mkdir(exist_ok=True)
+    (work / "params.yaml").write_text(params)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+           "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env.pop("PIPELINE_RUN_ID", None)
+    return subprocess.run(
+        [sys.executable, "-m", "stages.prepare", "--out", "data/prepared",
+         "--metrics", "metrics/prepare.json"], cwd=work, env=env, capture_output=True, text=True,
+        check=False)
+
+
+def test_prepare_stage_refuses_a_one_class_folder_in_one_line(tmp_path):
+    root = _png_folder(tmp_path / "imgs", {"benign": 9})
+    proc = _run_prepare_stage(tmp_path, f"data:\n  source: folder\n  path: {root}\n")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [(
+        f"prepare: error: {root}: only one class found: 'benign' (9 images); class balancing "
+        "needs at least two classes: add the images of the other class(es) (one subfolder or "
+        "label per class)")]
+    assert not (tmp_path / "proj" / "data").exists()
+    assert not (tmp_path / "proj" / "metrics").exists()
+
+
+def test_prepare_stage_prints_every_change_it_made_to_the_data(tmp_path):
+    path = _medmnist(tmp_path / "m.npz", labels_2d=False, counts=(40, 8, 8))
+    proc = _run_prepare_stage(tmp_path, (
+        f"data:\n  source: medmnist\n  path: {path}\n  classes: [malignant, benign]\n"
+        "prepare:\n  image_size: 14\n  imbalance: fractions\n  keep_fractions: {0: 0.25}\n"))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines == [
+        ("prepare: {'train': 25, 'val': 8, 'test': 8} images at 14x14; train class counts: "
+         "malignant 5, benign 20"),
+        ("prepare: NOTE: Resized 56 images (56 at 28x28) to 14x14 (prepare.image_size: 14; null "
+         "keeps the native size)."),
+        ("prepare: NOTE: Removed 15 of 40 training images to simulate imbalance "
+         "(prepare.imbalance: fractions): 15 of class 'malignant'. Set prepare.imbalance: none "
+         "to keep them all."),
+    ]
+    report = json.loads((tmp_path / "proj" / "metrics" / "prepare.json").read_text())
+    assert report["data_changes"] == [line.removeprefix("prepare: NOTE: ") for line in lines[1:]]
+    assert report["resized"] == {"count": 56, "from": {"28x28": 56}, "to": "14x14"}
+    assert report["simulated_imbalance"]["removed"] == {"0": 15, "1": 0}

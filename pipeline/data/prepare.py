@@ -12,7 +12,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from pipeline.artifacts import Split
 from pipeline.config import DataConfig, PrepareConfig
 from pipeline.data.imbalance import keep_fractions, resolve_imbalance, subsample_indices
-from pipeline.data.sources import SOURCES, RawDataset
+from pipeline.data.sources import SOURCES, RawDataset, require_two_classes
 from pipeline.errors import PipelineError
 
 SPLITS = ("train", "val", "test")
@@ -100,27 +100,12 @@ def _name(label: int, class_names: list[str] | None) -> str:
     return str(label)
 
 
-def _require_two_classes(raw: RawDataset) -> None:
-    """Balancing needs a minority and a majority: one class is nothing to compare."""
-    present = np.unique(raw.labels)
-    if len(present) >= 2:
-        return
-    found = ", ".join(f"{raw.class_names[c]!r} ({int((raw.labels == c).sum())} images)"
-                      for c in present) or "none"
-    empty = [n for i, n in enumerate(raw.class_names) if i not in present]
-    listed = f"; data.classes also lists {', '.join(map(repr, empty))} with no images" if empty else ""
-    raise PipelineError(
-        f"{raw.source}: only one class found: {found}{listed}; class balancing needs at least two "
-        "classes: add the images of the other class(es) (one subfolder or label per class)"
-    )
-
-
 def prepare_dataset(data: DataConfig, cfg: PrepareConfig, *, seed: int) -> PreparedDataset:
     raw = _check_bad_files(SOURCES[data.source](data, cfg), cfg)
     n_classes = len(raw.class_names)
     if len(raw.labels) == 0:
         raise PipelineError(f"data.source {data.source}: no images found in {raw.source}")
-    _require_two_classes(raw)
+    require_two_classes(raw.labels, raw.class_names, where=raw.source)
     index = _split_indices(raw, cfg, seed=seed)
     for s in SPLITS:
         if len(index[s]) == 0:
@@ -183,7 +168,8 @@ def _resized(native: dict[str, int], shape: tuple[int, ...]) -> dict[str, Any] |
 def _simulated_imbalance(before: dict[int, int], after: dict[int, int], names: list[str], *,
                          method: str) -> dict[str, Any] | None:
     """Training images removed per class to simulate imbalance (None: nothing removed)."""
-    removed = {names[c]: before[c] - after[c] for c in before}
+    # keyed by label like `counts` (class names can hold characters MLflow metric names cannot)
+    removed = {c: before[c] - after[c] for c in before}
     if not any(removed.values()):
         return None
     return {"method": method, "removed": removed, "count": sum(removed.values()),
@@ -199,7 +185,8 @@ def data_changes(report: dict[str, Any], *, image_size: int | None, imbalance: s
         out.append(f"Resized {r['count']} images ({sizes}) to {r['to']} "
                    f"(prepare.image_size: {image_size}; null keeps the native size).")
     if (s := report.get("simulated_imbalance")) is not None:
-        per = ", ".join(f"{n} of class {name!r}" for name, n in s["removed"].items() if n)
+        names = report["class_names"]
+        per = ", ".join(f"{n} of class {names[c]!r}" for c, n in s["removed"].items() if n)
         why = ("prepare.imbalance: auto, which does this on the digits demo only"
                if imbalance == "auto" else f"prepare.imbalance: {imbalance}")
         out.append(f"Removed {s['count']} of {s['of']} training images to simulate imbalance "

@@ -178,6 +178,8 @@ def _decode(
     data: DataConfig, *, source: str, split: np.ndarray | None = None,
     patient_ids: np.ndarray | None = None,
 ) -> RawDataset:
+    if len(labels):
+        require_two_classes(labels, names, where=source)  # before decoding thousands of files
     size = cfg.image_size or native_size(paths) or 4  # 4: nothing readable, reported below
     decoded = decode_many(paths, size=size, channels=cfg.channels, workers=data.workers)
     images, bad = decoded.images, decoded.bad
@@ -192,6 +194,22 @@ def _decode(
         images[keep] if bad else images, labels[keep], names, split=pick(split),
         patient_ids=pick(patient_ids), bad_files=[(paths[i], why) for i, why in bad],
         source=source, native_sizes=dict(sizes),
+    )
+
+
+def require_two_classes(labels: np.ndarray, names: list[str], *, where: str) -> None:
+    """Balancing needs a minority and a majority: one class is nothing to compare. Checked on the
+    labels before any file is decoded, and again after unreadable files were skipped."""
+    present = np.unique(labels)
+    if len(present) >= 2:
+        return
+    found = ", ".join(f"{names[c]!r} ({int((labels == c).sum())} images)" for c in present)
+    empty = [n for i, n in enumerate(names) if i not in present]
+    listed = f"; data.classes also lists {', '.join(map(repr, empty))} with no images" if empty else ""
+    raise PipelineError(
+        f"{where}: only one class found: {found or 'none'}{listed}; class balancing needs at "
+        "least two classes: add the images of the other class(es) (one subfolder or label per "
+        "class)"
     )
 
 
