@@ -34,7 +34,7 @@ def main(args: argparse.Namespace) -> None:
         run.log_artifact(args.metrics)
     report = dataset.report
     names = dataset.class_names
-    counts = ", ".join(f"{names[c]} {n}" for c, n in report["counts"]["train"].items())
+    counts = ", ".join(f"{names[c]}: {n}" for c, n in report["counts"]["train"].items())
     size = "x".join(map(str, report["image_shape"][1::-1]))
     print(f"prepare: {report['n_images']} images at {size}; train class counts: {counts}")
     for change in report["data_changes"]:  # never silent: resizing, simulated imbalance, ...

@@ -457,7 +457,7 @@ def test_prepare_stage_prints_every_change_it_made_to_the_data(tmp_path):
     lines = proc.stdout.strip().splitlines()
     assert lines == [
         ("prepare: {'train': 25, 'val': 8, 'test': 8} images at 14x14; train class counts: "
-         "malignant 5, benign 20"),
+         "malignant: 5, benign: 20"),
         ("prepare: NOTE: Resized 56 images (56 at 28x28) to 14x14 (prepare.image_size: 14; null "
          "keeps the native size)."),
         ("prepare: NOTE: Removed 15 of 40 training images to simulate imbalance "
