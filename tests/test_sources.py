@@ -468,3 +468,26 @@ def test_prepare_stage_prints_every_change_it_made_to_the_data(tmp_path):
     assert report["data_changes"] == [line.removeprefix("prepare: NOTE: ") for line in lines[1:]]
     assert report["resized"] == {"count": 56, "from": {"28x28": 56}, "to": "14x14"}
     assert report["simulated_imbalance"]["removed"] == {"0": 15, "1": 0}
+
+
+def test_colour_turned_grey_is_reported_and_grey_saved_as_rgb_is_not(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for i in range(4):
+            grey = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+            rgb = np.stack([grey] * 3, axis=-1)  # grey saved as RGB: nothing lost by going grey
+            Image.fromarray(rgb).save(tmp_path / "imgs" / name / f"g{i}.png")
+    colour = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    Image.fromarray(colour).save(tmp_path / "imgs" / "a" / "c.png")
+    ds = _prepare({"source": "folder", "path": str(tmp_path / "imgs")}, image_size=None)
+    assert ds.report["colour_images"] == 1
+    assert ds.report["data_changes"] == [
+        ("Converted 1 colour images to grayscale (prepare.channels: 1); set prepare.channels: 3 "
+         "to keep colour.")]
+    kept = _prepare({"source": "folder", "path": str(tmp_path / "imgs")}, image_size=None,
+                    channels=3)
+    assert kept.report["data_changes"] == [] and kept.splits["train"].images.shape[-1] == 3
+    medmnist = _prepare({"source": "medmnist", "path": str(_medmnist(tmp_path / "m.npz",
+                                                                      rgb=True))}, image_size=None)
+    assert medmnist.report["colour_images"] == 36  # random RGB noise: every image has colour

@@ -19,22 +19,31 @@ def _decode_chunk(
     paths: Sequence[str], *, size: int, channels: int
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
     out = np.zeros((len(paths), size, size, channels), dtype=np.uint8)
-    native = np.zeros((len(paths), 2), dtype=np.int64)  # (H, W) before resizing; 0 if unreadable
+    # (H, W, has colour) before resizing and conversion; zeros if unreadable
+    native = np.zeros((len(paths), 3), dtype=np.int64)
     bad: list[tuple[int, str]] = []
     for i, p in enumerate(paths):
         try:
             pixels = read_pixels(p)
-            native[i] = pixels.shape[:2]
+            native[i] = (*pixels.shape[:2], has_colour(pixels))
             out[i] = fit_image(pixels, size=size, channels=channels)
         except BadImage as e:
             bad.append((i, str(e)))
     return out, native, bad
 
 
+def has_colour(pixels: np.ndarray) -> bool:
+    """(H, W[, C]) -> whether its R, G, B differ anywhere (grey saved as RGB has no colour)."""
+    if pixels.ndim != 3 or pixels.shape[2] < 3:
+        return False
+    rgb = pixels[:, :, :3]
+    return bool(np.any(rgb[:, :, 0] != rgb[:, :, 1]) or np.any(rgb[:, :, 1] != rgb[:, :, 2]))
+
+
 @dataclass(frozen=True)
 class Decoded:
     images: np.ndarray  # (N, size, size, channels) uint8; zeros where a file failed
-    native: np.ndarray  # (N, 2) int64: each file's own (H, W); (0, 0) where it failed
+    native: np.ndarray  # (N, 3) int64: each file's own (H, W, has colour); zeros where it failed
     bad: list[tuple[int, str]]  # (index, reason) of the files that failed
 
 
@@ -60,7 +69,7 @@ def decode_many(
     """
     n = len(paths)
     images = np.zeros((n, size, size, channels), dtype=np.uint8)
-    native = np.zeros((n, 2), dtype=np.int64)
+    native = np.zeros((n, 3), dtype=np.int64)
     bad: list[tuple[int, str]] = []
     workers = workers or os.cpu_count() or 1
     starts = range(0, n, CHUNK)

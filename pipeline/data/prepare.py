@@ -146,13 +146,14 @@ def prepare_dataset(data: DataConfig, cfg: PrepareConfig, *, seed: int) -> Prepa
                                                                              source=data.source)),
         "imbalance_ratio": round(max(train_counts) / max(1, min(train_counts)), 3),
         "native_sizes": raw.native_sizes,
+        "colour_images": raw.n_colour,
         "resized": _resized(raw.native_sizes, splits["train"].images.shape[1:3]),
         "bad_images_skipped": {"count": len(raw.bad_files),
                        "files": [f"{f}: {why}" for f, why in raw.bad_files[:MAX_LISTED]]},
         "duplicates": duplicates,
     }
     report["data_changes"] = data_changes(report, image_size=cfg.image_size,
-                                          imbalance=cfg.imbalance)
+                                          imbalance=cfg.imbalance, channels=cfg.channels)
     return PreparedDataset(splits, raw.class_names, report, source=raw.source)
 
 
@@ -176,14 +177,19 @@ def _simulated_imbalance(before: dict[int, int], after: dict[int, int], names: l
             "of": sum(before.values())}
 
 
-def data_changes(report: dict[str, Any], *, image_size: int | None, imbalance: str) -> list[str]:
-    """One sentence per way `prepare` changed the data it was given (resizing, simulated
-    imbalance, skipped files, dropped duplicates): printed by the stage, shown atop the report."""
+def data_changes(report: dict[str, Any], *, image_size: int | None, imbalance: str,
+                 channels: int = 1) -> list[str]:
+    """One sentence per way `prepare` changed the data it was given (resizing, colour dropped,
+    simulated imbalance, skipped files, dropped duplicates): printed by the stage, shown atop the
+    report."""
     out = []
     if (r := report.get("resized")) is not None:
         sizes = ", ".join(f"{n} at {s}" for s, n in r["from"].items())
         out.append(f"Resized {r['count']} images ({sizes}) to {r['to']} "
                    f"(prepare.image_size: {image_size}; null keeps the native size).")
+    if channels == 1 and (n := report.get("colour_images", 0)):
+        out.append(f"Converted {n} colour images to grayscale (prepare.channels: 1); set "
+                   "prepare.channels: 3 to keep colour.")
     if (s := report.get("simulated_imbalance")) is not None:
         names = report["class_names"]
         per = ", ".join(f"{n} of class {names[c]!r}" for c, n in s["removed"].items() if n)

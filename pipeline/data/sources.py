@@ -36,6 +36,7 @@ class RawDataset:
     bad_files: list[tuple[str, str]] = field(default_factory=list)  # (file, reason), not loaded
     source: str = ""  # where the data came from, for the MLflow dataset record
     native_sizes: dict[str, int] = field(default_factory=dict)  # "WxH" -> images of that size
+    n_colour: int = 0  # images whose R, G, B differ (what prepare.channels: 1 turns grey)
 
 
 def load_digits_source(data: DataConfig, cfg: PrepareConfig) -> RawDataset:
@@ -85,6 +86,7 @@ def load_medmnist_source(data: DataConfig, cfg: PrepareConfig) -> RawDataset:
     for x in images:
         sizes[_wxh(x.shape[1], x.shape[2])] += len(x)
     _check_native(sizes, cfg, where=str(path))
+    n_colour = sum(_count_colour(x) for x in images)
     images = [_fit(x, cfg) for x in images]
     all_labels = np.concatenate(labels)
     if len(all_labels) and all_labels.min() < 0:
@@ -93,7 +95,7 @@ def load_medmnist_source(data: DataConfig, cfg: PrepareConfig) -> RawDataset:
     names = _class_names(data, [str(i) for i in range(n)])
     _check_label_range(all_labels, names, where=str(path))
     return RawDataset(np.concatenate(images), all_labels, names, split=np.concatenate(split),
-                      source=str(path), native_sizes=dict(sizes))
+                      source=str(path), native_sizes=dict(sizes), n_colour=n_colour)
 
 
 def load_folder_source(data: DataConfig, cfg: PrepareConfig) -> RawDataset:
@@ -186,14 +188,14 @@ def _decode(
     keep = np.ones(len(paths), dtype=bool)
     keep[[i for i, _ in bad]] = False
     native = decoded.native[keep]
-    sizes = Counter(_wxh(h, w) for h, w in native.tolist())
-    example = {_wxh(h, w): paths[i] for i, (h, w) in reversed(list(enumerate(decoded.native)))}
+    sizes = Counter(_wxh(h, w) for h, w, _ in native.tolist())
+    example = {_wxh(h, w): paths[i] for i, (h, w, _) in reversed(list(enumerate(decoded.native)))}
     _check_native(sizes, cfg, where=source, example=example)
     pick = (lambda a: a[keep] if a is not None else None)
     return RawDataset(
         images[keep] if bad else images, labels[keep], names, split=pick(split),
         patient_ids=pick(patient_ids), bad_files=[(paths[i], why) for i, why in bad],
-        source=source, native_sizes=dict(sizes),
+        source=source, native_sizes=dict(sizes), n_colour=int(native[:, 2].sum()),
     )
 
 
@@ -217,6 +219,15 @@ def _fit(images: np.ndarray, cfg: PrepareConfig) -> np.ndarray:
     """(N, H, W, C) -> the configured channels and size (native size when image_size is null;
     `_check_native` has made sure that it is one square size)."""
     return resize(to_channels(images, cfg.channels), cfg.image_size or images.shape[1])
+
+
+def _count_colour(images: np.ndarray) -> int:
+    """Images of (N, H, W, C) whose R, G, B differ somewhere."""
+    if images.shape[-1] < 3:
+        return 0
+    rgb = images[..., :3]
+    differs = (rgb[..., 0] != rgb[..., 1]) | (rgb[..., 1] != rgb[..., 2])  # (N, H, W)
+    return int(differs.reshape(len(images), -1).any(axis=1).sum())
 
 
 def _wxh(h: int, w: int) -> str:
