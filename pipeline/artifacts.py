@@ -85,12 +85,23 @@ def _alive(pid: int) -> bool:
     return True
 
 
+_SWEPT: set[Path] = set()  # outputs whose stale temporaries this process has already removed
+
+
+def _sweep_once(path: Path) -> None:
+    """One sweep per output and process: a folder of many outputs is not listed once per write."""
+    key = path.absolute()
+    if key not in _SWEPT:
+        sweep_stale_temporaries(path)
+        _SWEPT.add(key)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success it replaces `path`, on error it vanishes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale_temporaries(path)
+    _sweep_once(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path), suffix=".tmp")
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
@@ -230,7 +241,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary folder next to `path`; on success it replaces `path` as a whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale_temporaries(path)
+    _sweep_once(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=temporary_prefix(path), suffix=".tmp"))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
