@@ -141,9 +141,9 @@ def prepare_dataset(data: DataConfig, cfg: PrepareConfig, *, seed: int) -> Prepa
         "imbalance": resolve_imbalance(cfg.imbalance, source=data.source),
         "imbalance_setting": cfg.imbalance,
         "train_keep_fraction": {c: round(f, 4) for c, f in fractions.items()},
-        "simulated_imbalance": _simulated_imbalance(train_before, counts["train"], raw.class_names,
-                                                    method=resolve_imbalance(cfg.imbalance,
-                                                                             source=data.source)),
+        "simulated_imbalance": _simulated_imbalance(
+            train_before, counts["train"], method=resolve_imbalance(cfg.imbalance,
+                                                                    source=data.source)),
         "imbalance_ratio": round(max(train_counts) / max(1, min(train_counts)), 3),
         "native_sizes": raw.native_sizes,
         "colour_images": raw.n_colour,
@@ -166,7 +166,7 @@ def _resized(native: dict[str, int], shape: tuple[int, ...]) -> dict[str, Any] |
     return {"count": sum(changed.values()), "from": changed, "to": to}
 
 
-def _simulated_imbalance(before: dict[int, int], after: dict[int, int], names: list[str], *,
+def _simulated_imbalance(before: dict[int, int], after: dict[int, int], *,
                          method: str) -> dict[str, Any] | None:
     """Training images removed per class to simulate imbalance (None: nothing removed)."""
     # keyed by label like `counts` (class names can hold characters MLflow metric names cannot)
