@@ -2,6 +2,9 @@
 
 Every writer goes through `atomic_path`: the content lands in a temporary file in the target folder
 and is moved into place with `os.replace`, so a crash never leaves a half-written output behind.
+Temporary names say whose they are (`.<name>.tmp-<host>-<pid>-<random>`): a process killed with
+SIGKILL cannot clean up, so the next write to the same output removes the temporaries of processes
+on this host that no longer exist, and nothing else.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ import hashlib
 import json
 import math
 import os
+import re
+import shutil
+import socket
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -31,12 +37,72 @@ class Split:
     patient_ids: np.ndarray | None = None  # (N,) str, where the source has them
 
 
+# Who owns a temporary: the host (hashed: names stay short and portable) and the process id.
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_OWNER = re.compile(r"\.tmp-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[^/]*$")
+
+
+def temporary_prefix(path: Path) -> str:
+    """The start of every temporary name this process uses for `path`."""
+    return f".{path.name}.tmp-{_HOST}-{os.getpid()}-"
+
+
+def sweep_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove the temporaries of `path` left by killed processes of this host; return them.
+
+    Only names of our own pattern count, and only when their process is gone: a live process
+    (this one, a concurrent stage) or another host's temporary (shared storage) is never touched.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    removed = []
+    head = f".{path.name}.tmp-{_HOST}-"
+    for entry in path.parent.iterdir():
+        owner = _OWNER.search(entry.name) if entry.name.startswith(head) else None
+        if owner is None or entry.name[: owner.start()] != f".{path.name}":
+            continue
+        if _alive(int(owner["pid"])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+        removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+_SWEPT: set[Path] = set()  # outputs whose stale temporaries this process has already removed
+
+
+def _sweep_once(path: Path) -> None:
+    """One sweep per output and process: a folder of many outputs is not listed once per write."""
+    key = path.absolute()
+    if key not in _SWEPT:
+        sweep_stale_temporaries(path)
+        _SWEPT.add(key)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success it replaces `path`, on error it vanishes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _sweep_once(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path), suffix=".tmp")
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
     try:
@@ -173,11 +239,10 @@ def _jsonable(obj: Any) -> Any:
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary folder next to `path`; on success it replaces `path` as a whole."""
-    import shutil
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    _sweep_once(path)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=temporary_prefix(path), suffix=".tmp"))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp

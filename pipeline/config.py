@@ -63,23 +63,28 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class PrepareConfig:
-    image_size: int = 8  # every image is resized to image_size x image_size
+    # None: images keep their native size (they must all be the same square size, else the
+    # stage stops and asks for this key); an int: every image is resized to image_size x image_size
+    image_size: int | None = None
     channels: Literal[1, 3] = 1  # 1 = grayscale, 3 = RGB
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     # How the *training* split is made imbalanced (val and test are never touched):
+    #   auto       long_tail on the digits demo (balanced by nature, so the demo simulates a rare
+    #              class), none on every other source: a user's data is never thinned silently
     #   none       keep everything
     #   long_tail  class k (of K) keeps min_fraction ** (k / (K - 1)) of its images:
     #              class 0 keeps all, the last class keeps min_fraction
     #   fractions  class c keeps keep_fractions[c]; classes not listed keep all
-    imbalance: Literal["none", "long_tail", "fractions"] = "long_tail"
+    imbalance: Literal["auto", "none", "long_tail", "fractions"] = "auto"
     min_fraction: float = 0.08
     keep_fractions: FrozenDict[int, float] = field(default_factory=lambda: FrozenDict())
     on_bad_image: Literal["fail", "skip"] = "fail"  # unreadable/truncated/empty image files
     drop_duplicates: bool = False  # drop training images whose exact copy is in val or test
 
     def __post_init__(self) -> None:
-        _check(4 <= self.image_size <= 256, "prepare.image_size", "must be between 4 and 256")
+        _check(self.image_size is None or 4 <= self.image_size <= 256, "prepare.image_size",
+               "must be between 4 and 256, or null to keep the images' native size")
         _check(0 < self.val_fraction < 0.5, "prepare.val_fraction", "must be in (0, 0.5)")
         _check(0 < self.test_fraction < 0.5, "prepare.test_fraction", "must be in (0, 0.5)")
         _check(0 < self.min_fraction <= 1, "prepare.min_fraction", "must be in (0, 1]")

@@ -520,6 +520,7 @@ def plot_grid(path: Path, class_names: Sequence[str], *, title: str) -> Figure:
         raise PipelineError(f"{path}: not a readable image ({e}); rerun `dvc repro`") from None
     h, w = pixels.shape[:2]
     width = min(9.0, w / 90, 11.0 * w / h)  # inches of image: about 1:1 pixels, at most 9 x 11
+    width = max(width, min(9.0, 0.085 * len(title)))  # room for the whole title
     fig = Figure(figsize=(width + 0.9, width * h / w + 0.6), dpi=DPI)
     ax = fig.add_subplot()
     ax.imshow(pixels, interpolation="nearest")
@@ -621,8 +622,11 @@ def _page_body(inputs: ReportInputs, names: Sequence[str], figs: Mapping[str, st
                       headline=inputs.headline)
     parts = [
         "<h1>Does GAN augmentation help? Pipeline report</h1>",
-        _section("Summary", f'<p class="verdict">{_e(summary)}</p>'
-                 + _figure(figs, "balanced_accuracy", "Balanced accuracy with 95% CI.")),
+        _glance_html(inputs, names) + _data_changes_html(inputs.prepare),
+        _section("Summary", f'<p class="verdict">{_e(summary)}</p>' + _legend_html(ev)
+                 + _figure(figs, "balanced_accuracy", "Balanced accuracy (the mean of the "
+                           "per-class recalls; higher is better) on the test split: dot = mean "
+                           "over classifier seeds, bar = 95% CI, dashed line = no balancing.")),
         _section("Dataset and class balance", _dataset_html(inputs, names)
                  + _figure(figs, "class_counts", "Training images per class.")),
         _section("Real vs synthetic images", _figure(
@@ -663,6 +667,46 @@ def _page_body(inputs: ReportInputs, names: Sequence[str], figs: Mapping[str, st
     return "\n".join(parts)
 
 
+# What each variant's name means, in a clinician's words (shown under the verdict).
+VARIANT_WORDS = {
+    "real": "the training images as they are, no balancing",
+    "class_weight": "rare classes weighted up in the classifier's loss",
+    "oversample": "rare-class images repeated",
+    "smote": "SMOTE: new rare-class images interpolated between real ones",
+    "gan": "real images plus GAN-generated (synthetic) ones",
+    "gan_class_weight": "real + synthetic images, with class weights",
+}
+
+
+def _glance_html(inputs: ReportInputs, names: Sequence[str]) -> str:
+    """One line above the verdict: which data, how many images per class, how big the test set."""
+    p = inputs.prepare
+    train, test = _counts(p, "train"), _counts(p, "test")
+    if not train:
+        return ""
+    per_class = ", ".join(f"{_e(n)}: {train.get(str(c), 0)}" for c, n in enumerate(names))
+    shape = p.get("image_shape") or []
+    size = f"; images {shape[1]}×{shape[0]} px" if len(shape) >= 2 else ""
+    tested = f"; test split {sum(test.values())} images" if test else ""
+    return (f'<p class="glance"><b>Data</b>: {_e(str(p.get("source", "?")))}, {len(names)} '
+            f"classes; training images per class: {per_class}{tested}{_e(size)}.</p>")
+
+
+def _data_changes_html(prepare: Mapping[str, Any]) -> str:
+    """What `prepare` did to the data (simulated imbalance, resizing, ...): never small print."""
+    changes = prepare.get("data_changes") or []
+    if not changes:
+        return ""
+    items = "".join(f"<li>{_e(c)}</li>" for c in changes)
+    return (f'<div class="notice"><b>The pipeline changed the data before training</b>'
+            f"<ul>{items}</ul></div>")
+
+
+def _legend_html(ev: Mapping[str, Any]) -> str:
+    words = [f"<b>{_e(v)}</b>: {_e(VARIANT_WORDS[v])}" for v in ev if v in VARIANT_WORDS]
+    return f'<p class="legend">{"; ".join(words)}.</p>' if words else ""
+
+
 HOW_TO_READ = """<ul>
 <li>Every number is the mean over {n_seeds} classifier seeds, measured on the untouched test
 split, which keeps the natural class balance.</li>
@@ -691,7 +735,16 @@ def _quality_html(inputs: ReportInputs) -> str:
 
 def _dataset_html(inputs: ReportInputs, names: Sequence[str]) -> str:
     p, g = inputs.prepare, inputs.generate
+    resized, removed = p.get("resized"), p.get("simulated_imbalance")
+    shape = p.get("image_shape") or []
     facts = {"source": p.get("source"), "classes": len(names),
+             "image size": f"{shape[1]}×{shape[0]} px" if len(shape) >= 2 else None,
+             "resized": (f"{resized['count']} images to {resized['to']} px" if resized
+                         else "no" if "resized" in p else None),
+             "removed to simulate imbalance": (f"{removed['count']} of {removed['of']} training "
+                                               f"images ({removed['method']})" if removed
+                                               else "none" if "simulated_imbalance" in p
+                                               else None),
              "imbalance ratio (train, largest / smallest)": p.get("imbalance_ratio"),
              "synthetic images": g.get("n_synthetic"), "balance target": g.get("target")}
     columns = {
@@ -870,11 +923,17 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; co
   background: #fff; line-height: 1.45; margin: 0; }
 main { max-width: 1080px; margin: 0 auto; padding: 1.5rem 1.25rem 4rem; }
 h1 { font-size: 1.6rem; margin-bottom: 0.5rem; }
+main > section:first-of-type h2 { margin-top: 1.2rem; }
 h2 { font-size: 1.25rem; border-bottom: 1px solid #d0d7de; padding-bottom: 0.25rem;
   margin-top: 2.2rem; }
 h3 { font-size: 1.05rem; margin-top: 1.4rem; }
 .verdict { background: #f3f7fb; border-left: 4px solid #2f6fb0; padding: 0.8rem 1rem;
   font-size: 1.02rem; }
+.glance { margin: 0.3rem 0; }
+.legend { color: #57606a; font-size: 0.85rem; margin: 0.4rem 0; }
+.notice { background: #fff8e1; border-left: 4px solid #c77700; padding: 0.5rem 1rem;
+  margin: 0.6rem 0; }
+.notice ul { margin: 0.3rem 0 0; padding-left: 1.2rem; }
 table { border-collapse: collapse; margin: 0.8rem 0; font-size: 0.9rem; display: block;
   overflow-x: auto; max-width: 100%; }
 th, td { border: 1px solid #c9d1d9; padding: 0.3rem 0.55rem; vertical-align: top; }

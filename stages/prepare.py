@@ -25,13 +25,20 @@ def main(args: argparse.Namespace) -> None:
         run.log_params({"seed": cfg.seed, **as_flat_dict(cfg.data, "data."),
                         **as_flat_dict(cfg.prepare, "prepare.")})
         run.log_metrics(dataset.report)
+        if dataset.report["data_changes"]:  # what prepare did to the data, beside its numbers
+            run.set_tags({"data_changes": " ".join(dataset.report["data_changes"])[:5000]})
         for split in SPLITS:
             path = Path(args.out) / f"{split}.npz"
             run.log_dataset(name=f"{cfg.data.source}-{split}", digest=file_sha256(path),
                             source=dataset.source, context=split)
         run.log_artifact(args.metrics)
-    counts = dataset.report["counts"]["train"]
-    print(f"prepare: train {dataset.report['n_images']}; train class counts {counts}")
+    report = dataset.report
+    names = dataset.class_names
+    counts = ", ".join(f"{names[c]}: {n}" for c, n in report["counts"]["train"].items())
+    size = "x".join(map(str, report["image_shape"][1::-1]))
+    print(f"prepare: {report['n_images']} images at {size}; train class counts: {counts}")
+    for change in report["data_changes"]:  # never silent: resizing, simulated imbalance, ...
+        print(f"prepare: NOTE: {change}")
 
 
 if __name__ == "__main__":

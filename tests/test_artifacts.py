@@ -6,6 +6,9 @@ import hashlib
 import json
 import os
 import pickle
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +26,8 @@ from pipeline.artifacts import (
     save_checkpoint,
     save_json,
     save_split,
+    sweep_stale_temporaries,
+    temporary_prefix,
 )
 from pipeline.errors import PipelineError
 
@@ -156,6 +161,66 @@ def test_atomic_dir_keeps_the_old_folder_on_error(tmp_path: Path) -> None:
         raise RuntimeError("crash")
     assert (target / "train.npz").read_text() == "old"
     assert os.listdir(tmp_path) == ["prepared"]
+
+
+def _dead_pid() -> int:
+    """The id of a process that has exited (and been reaped)."""
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(proc.stdout)
+
+
+def test_sweep_removes_only_our_temporaries_of_dead_processes(tmp_path: Path) -> None:
+    target = tmp_path / "prepared"
+    ours = temporary_prefix(target)  # .prepared.tmp-<host>-<this pid>-
+    host_part = ours[: ours.rindex("-", 0, len(ours) - 1) + 1]  # .prepared.tmp-<host>-
+    dead = _dead_pid()
+    stale_dir = tmp_path / f"{host_part}{dead}-abc123.tmp"
+    (stale_dir / "sub").mkdir(parents=True)
+    (stale_dir / "sub" / "train.npz").write_text("half")
+    stale_file = tmp_path / f".prepared.json.tmp-{host_part.split('-')[1]}-{dead}-x.tmp"
+    stale_file.write_text("half")  # another output's temporary: swept only when it is written
+    keep = [
+        tmp_path / f"{ours}live.tmp",  # this (live) process
+        tmp_path / f".prepared.tmp-00000000-{dead}-other-host.tmp",  # another host's (shared FS)
+        tmp_path / ".prepared.backup",  # the user's own files
+        tmp_path / f".prepared.old.tmp-{host_part.split('-')[1]}-{dead}-x.tmp",  # other output
+        tmp_path / "prepared",
+    ]
+    for k in keep:
+        k.mkdir()
+    assert sweep_stale_temporaries(target) == [stale_dir]
+    assert sorted(os.listdir(tmp_path)) == sorted([k.name for k in keep] + [stale_file.name])
+    assert sweep_stale_temporaries(tmp_path / "prepared.json") == [stale_file]
+
+
+_KILLED_WRITER = """
+import sys, time
+from pipeline.artifacts import atomic_dir
+with atomic_dir(sys.argv[1]) as tmp:
+    (tmp / "train.npz").write_bytes(b"x" * 1000)
+    print(tmp.name, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_killed_stage_leaves_a_temporary_that_the_next_run_removes(tmp_path: Path) -> None:
+    target = tmp_path / "data" / "prepared"
+    names = []
+    for _ in range(3):  # repeated kills do not pile up: each run sweeps the one before
+        proc = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(target)],
+                                stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1])
+        names.append(proc.stdout.readline().strip())
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        # SIGKILL: the killed run could not clean up; the earlier ones' folders are gone
+        assert os.listdir(target.parent) == [names[-1]]
+    assert len(set(names)) == 3
+    with atomic_dir(target) as tmp:
+        (tmp / "train.npz").write_text("new")
+    assert os.listdir(target.parent) == ["prepared"]
+    assert (target / "train.npz").read_text() == "new"
 
 
 def test_atomic_files_get_the_usual_permissions(tmp_path: Path) -> None:

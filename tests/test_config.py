@@ -62,6 +62,8 @@ def test_empty_file_gives_the_documented_defaults(tmp_path: Path) -> None:
     assert cfg.seed == 0
     assert (cfg.train_gan.steps, cfg.train_gan.width, cfg.train_gan.ema_decay) == (3000, 64, 0.999)
     assert (cfg.prepare.val_fraction, cfg.prepare.min_fraction) == (0.15, 0.08)
+    # a user's data keeps its native size and its own class counts unless asked otherwise
+    assert (cfg.prepare.image_size, cfg.prepare.imbalance) == (None, "auto")
     assert (cfg.generate.target, cfg.generate.ratio) == ("majority", 1.0)
     assert cfg.generate.batch_size == 512
     assert (cfg.evaluate.steps, cfg.evaluate.variants) == (500, DEFAULT_VARIANTS)
@@ -133,7 +135,7 @@ def test_wrong_types_are_errors_naming_the_key(tmp_path: Path, text: str, expect
     ("prepare:\n  channels: 2\n", "prepare.channels: 2 (int)", "1, 3"),
     ("prepare:\n  channels: true\n", "prepare.channels: True (bool)", "1, 3"),
     ("prepare:\n  imbalance: extreme\n", "prepare.imbalance: 'extreme' (str)",
-     "none, long_tail, fractions"),
+     "auto, none, long_tail, fractions"),
     ("generate:\n  target: all\n", "generate.target: 'all' (str)", "majority, count, ratio"),
     ("data:\n  source: webcam\n", "data.source: 'webcam' (str)", "digits"),
     ("train_gan:\n  diffaugment: [translation, flip]\n", "train_gan.diffaugment[1]: 'flip' (str)",

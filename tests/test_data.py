@@ -36,6 +36,30 @@ def test_long_tail_with_one_class_keeps_everything() -> None:
     assert keep_fractions(1, PrepareConfig(imbalance="long_tail")) == {0: 1.0}
 
 
+def test_auto_is_long_tail_on_the_digits_demo_only() -> None:
+    auto = PrepareConfig(imbalance="auto", min_fraction=0.08)
+    assert keep_fractions(3, auto, source="digits") == pytest.approx({0: 1.0, 1: 0.08 ** 0.5,
+                                                                      2: 0.08})
+    for source in ("medmnist", "folder", "csv"):
+        assert keep_fractions(3, auto, source=source) == {0: 1.0, 1: 1.0, 2: 1.0}
+
+
+def test_digits_demo_report_says_what_the_simulated_imbalance_removed(digits) -> None:
+    report = digits.report
+    before, after = report["train_counts_before_imbalance"], report["counts"]["train"]
+    removed = {c: before[c] - after[c] for c in range(10)}
+    assert removed[0] == 0 and removed[9] == before[9] - 10
+    assert report["imbalance"] == "long_tail" and report["imbalance_setting"] == "auto"
+    assert report["simulated_imbalance"] == {"method": "long_tail", "removed": removed,
+                                             "count": sum(removed.values()),
+                                             "of": sum(before.values())}
+    assert report["native_sizes"] == {"8x8": 1797} and report["resized"] is None
+    (note,) = report["data_changes"]  # the digits are natively 8x8: nothing resized
+    assert note.startswith(f"Removed {sum(removed.values())} of {sum(before.values())} training "
+                           "images to simulate imbalance (prepare.imbalance: auto")
+    assert f"{removed[9]} of class '9'" in note and "class '0'" not in note
+
+
 def test_none_keeps_everything() -> None:
     assert keep_fractions(4, PrepareConfig(imbalance="none")) == {0: 1.0, 1: 1.0, 2: 1.0, 3: 1.0}
 
@@ -50,6 +74,8 @@ def test_fractions_for_a_class_that_does_not_exist_are_an_error() -> None:
     with pytest.raises(PipelineError,
                        match=r"prepare.keep_fractions: class 5 does not exist; classes are 0..2"):
         keep_fractions(3, cfg)
+    with pytest.raises(PipelineError, match=r"classes are 0..2 \(0 = a, 1 = b, 2 = c\)$"):
+        keep_fractions(3, cfg, class_names=["a", "b", "c"])
 
 
 # --- imbalance.subsample_indices -------------------------------------------------------------
@@ -117,6 +143,13 @@ def test_a_class_with_fewer_than_three_images_is_an_error_naming_it() -> None:
     labels = np.repeat([0, 1, 2, 3], [40, 20, 10, 2])
     with pytest.raises(PipelineError, match=r"class 3 has only 2 .*at least 3"):
         stratified_split(labels, val_fraction=0.15, test_fraction=0.15, seed=0)
+
+
+def test_a_rare_class_is_named_by_its_name_where_it_has_one() -> None:
+    labels = np.repeat([0, 1], [40, 2])
+    with pytest.raises(PipelineError, match=r"^class 'malignant' \(label 1\) has only 2 images"):
+        stratified_split(labels, val_fraction=0.15, test_fraction=0.15, seed=0,
+                         class_names=["benign", "malignant"])
 
 
 def test_three_images_per_class_split_or_give_a_pipeline_error() -> None:
@@ -222,7 +255,7 @@ def test_digits_val_and_test_keep_the_natural_class_balance(digits) -> None:
 def test_digits_train_is_imbalanced_as_planned(digits) -> None:
     report = digits.report
     before = report["train_counts_before_imbalance"]
-    fractions = keep_fractions(10, PrepareConfig())
+    fractions = keep_fractions(10, PrepareConfig(), source="digits")
     expected = {c: max(1, round(before[c] * fractions[c])) for c in range(10)}
     counts = np.bincount(digits.splits["train"].labels, minlength=10)
     assert dict(enumerate(counts.tolist())) == expected == report["counts"]["train"]
@@ -265,6 +298,9 @@ def test_digits_at_28_px_rgb(digits) -> None:
         # the split and the imbalance do not depend on the image size
         np.testing.assert_array_equal(split.labels, digits.splits[name].labels)
     assert ds.report["image_shape"] == [28, 28, 3]
+    assert ds.report["resized"] == {"count": 1797, "from": {"8x8": 1797}, "to": "28x28"}
+    assert ds.report["data_changes"][0] == ("Resized 1797 images (1797 at 8x8) to 28x28 "
+                                           "(prepare.image_size: 28; null keeps the native size).")
 
 
 def test_prepare_dataset_is_deterministic_by_seed(digits) -> None:

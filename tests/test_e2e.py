@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from conftest import VENV_BIN, copy_project, files_under, run, stage_env, write_params
 from pipeline.artifacts import file_sha256, load_split
@@ -252,7 +253,10 @@ def test_mlflow_has_one_finished_run_per_stage_under_one_pipeline_parent(
     assert len(pipeline.runs("tags.kind = 'pipeline'")) == 1
 
     prepare, train_gan = stage_runs["prepare"], stage_runs["train_gan"]
-    assert prepare.data.params["prepare.image_size"] == "8"
+    assert prepare.data.params["prepare.image_size"] == "None"  # the digits' native 8x8
+    assert prepare.data.params["prepare.imbalance"] == "auto"
+    assert prepare.data.tags["data_changes"].startswith("Removed ")  # the demo's long tail
+    assert prepare.data.metrics["simulated_imbalance.removed.0"] == 0
     assert prepare.data.metrics["n_images.test"] == 269
     assert train_gan.data.params["train_gan.steps"] == "20"
     assert train_gan.data.metrics["steps"] == 20
@@ -308,6 +312,40 @@ def test_a_second_repro_runs_nothing_and_changes_nothing(pipeline: Pipeline) -> 
     assert "Data and pipelines are up to date." in pipeline.dvc("status").stdout
     assert pipeline.outputs() == pipeline.snapshot
     assert len(pipeline.runs()) == n_runs
+
+
+def test_a_fresh_clone_reruns_every_stage_and_logs_each_to_mlflow(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    # The finished run committed as the project ships it (dvc.lock, metrics; DVC-cached outputs
+    # ignored by git), then cloned: no DVC cache, a new MLflow store, the README's `dvc repro`.
+    origin = tmp_path / "origin"
+    shutil.copytree(pipeline.project, origin, symlinks=True)
+    for cmd in (["add", "-A"], ["commit", "-q", "-m", "pipeline run"]):
+        assert run(["git", *cmd], cwd=origin, env=pipeline.env).returncode == 0
+    clone = Pipeline(tmp_path / "fresh")
+    clone.project.parent.mkdir()
+    assert run(["git", "clone", "-q", str(origin), str(clone.project)], cwd=tmp_path,
+               env=clone.env).returncode == 0
+    first = clone.dvc("repro")
+    assert [s for s in STAGES if f"Running stage '{s}'" in first.stdout] == STAGES
+    # the regenerated inputs of evaluate hash exactly as committed (the pipeline is
+    # deterministic): only its missing cached output made DVC run it
+    locks = [yaml.safe_load(git_show(origin, "HEAD:dvc.lock")),
+             yaml.safe_load((clone.project / "dvc.lock").read_text())]
+    deps = [{d["path"]: d["md5"] for d in lock["stages"]["evaluate"]["deps"]} for lock in locks]
+    assert deps[0] == deps[1]
+    for stage in STAGES:
+        assert clone.runs(f"tags.stage = '{stage}'"), stage
+    variants = clone.runs("tags.kind = 'variant'")
+    assert sorted(r.data.tags["augmentation"] for r in variants) == VARIANTS
+    again = clone.dvc("repro")
+    assert "Running stage" not in again.stdout
+
+
+def git_show(repo: Path, spec: str) -> str:
+    return subprocess.run(["git", "show", spec], cwd=repo, capture_output=True, text=True,
+                          check=True).stdout
 
 
 def descendants(dot: str, stage: str) -> set[str]:

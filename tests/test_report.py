@@ -512,3 +512,37 @@ def test_stage_without_evaluate_json_fails_with_one_line(
                    "(`dvc repro evaluate`)\n")
     assert not (root / "reports").exists()
     assert fake_tracking["runs"] == []  # failed before opening an MLflow run
+
+
+def test_the_page_says_what_prepare_did_to_the_data_before_the_verdict(tmp_path: Path) -> None:
+    root = write_outputs(tmp_path / "run", class_names=BINARY, evaluate=binary_evaluate())
+    prepare = json.loads((root / "metrics/prepare.json").read_text())
+    prepare.update(
+        image_shape=[8, 8, 1], resized={"count": 780, "from": {"28x28": 780}, "to": "8x8"},
+        simulated_imbalance={"method": "long_tail", "removed": {"0": 0, "1": 367}, "count": 367,
+                             "of": 546},
+        data_changes=[("Resized 780 images (780 at 28x28) to 8x8 (prepare.image_size: 8; null "
+                       "keeps the native size)."), "Removed 367 of 546 training images <b>."])
+    (root / "metrics/prepare.json").write_text(json.dumps(prepare))
+    page = build_report(load_inputs(root / "metrics", root / "plots"),
+                        out_dir=tmp_path / "reports").read_text()
+    glance = page.index('<p class="glance">')
+    notice = page.index('<div class="notice">')
+    assert glance < notice < page.index('<p class="verdict">')
+    assert ("<li>Resized 780 images (780 at 28x28) to 8x8 (prepare.image_size: 8; null keeps the "
+            "native size).</li><li>Removed 367 of 546 training images &lt;b&gt;.</li>") in page
+    assert ("training images per class: malignant: 147, benign: 399; test split 156 images; "
+            "images 8×8 px.") in page
+    assert "<th>resized</th><td>780 images to 8x8 px</td>" in page
+    assert "<th>removed to simulate imbalance</th><td>367 of 546 training images (long_tail)" \
+        in page
+    # the variants the verdict names are explained in words next to it
+    assert "<b>smote</b>: SMOTE: new rare-class images interpolated between real ones" in page
+    assert "oversample</b>" not in page  # only the variants this run has
+
+
+def test_no_notice_when_prepare_changed_nothing(tmp_path: Path) -> None:
+    root = write_outputs(tmp_path / "run", class_names=BINARY, evaluate=binary_evaluate())
+    page = build_report(load_inputs(root / "metrics", root / "plots"),
+                        out_dir=tmp_path / "reports").read_text()
+    assert 'class="notice"' not in page and '<p class="glance">' in page

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -228,7 +229,7 @@ def test_empty_folder_and_class_with_too_few_images(tmp_path):
     with pytest.raises(PipelineError, match="no class subfolders"):
         _prepare({"source": "folder", "path": str(tmp_path / "empty")})
     root = _png_folder(tmp_path / "imgs", {"a": 10, "b": 2})
-    with pytest.raises(PipelineError, match="class 1 has only 2 images"):
+    with pytest.raises(PipelineError, match="^class 'b' \\(label 1\\) has only 2 images"):
         _prepare({"source": "folder", "path": str(root)})
 
 
@@ -325,3 +326,168 @@ def test_prepare_stage_bad_image_exit_1_no_traceback_no_output(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "broken.png" in proc.stderr
     assert not (work / "data").exists() and not (work / "metrics").exists()
+
+
+# --- a user's own data: native size, no silent thinning, one-class folders -------------------
+
+
+def _defaults(data: dict) -> object:
+    """prepare_dataset with only data.* set: every prepare key at its params.yaml default."""
+    cfg = parse_config({"data": {"workers": 1, **data}})
+    return prepare_dataset(cfg.data, cfg.prepare, seed=0)
+
+
+def test_medmnist_with_only_source_and_path_keeps_size_and_counts(tmp_path):
+    # BreastMNIST's shape: 28x28, 147 malignant (0) / 399 benign (1) training images
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, (n0, n1) in {"train": (147, 399), "val": (21, 57), "test": (42, 114)}.items():
+        arrays[f"{split}_images"] = rng.integers(0, 256, (n0 + n1, 28, 28), dtype=np.uint8)
+        arrays[f"{split}_labels"] = np.repeat([0, 1], [n0, n1])[:, None]
+    np.savez(tmp_path / "breast.npz", **arrays)
+    ds = _defaults({"source": "medmnist", "path": str(tmp_path / "breast.npz")})
+    assert ds.splits["train"].images.shape == (546, 28, 28, 1)
+    assert ds.report["counts"]["train"] == {0: 147, 1: 399}
+    assert ds.report["counts"]["test"] == {0: 42, 1: 114}
+    assert ds.report["imbalance"] == "none" and ds.report["simulated_imbalance"] is None
+    assert ds.report["resized"] is None and ds.report["native_sizes"] == {"28x28": 780}
+    assert ds.report["data_changes"] == []
+    np.testing.assert_array_equal(ds.splits["train"].images[..., 0], arrays["train_images"])
+
+
+def test_explicit_imbalance_on_user_data_is_honoured_and_reported(tmp_path):
+    path = _medmnist(tmp_path / "m.npz", counts=(40, 8, 8))  # train: 20 of class 0, 20 of 1
+    ds = _prepare({"source": "medmnist", "path": str(path), "classes": ["malignant", "benign"]},
+                  image_size=14, imbalance="fractions", keep_fractions={0: 0.25})
+    assert ds.report["counts"]["train"] == {0: 5, 1: 20}
+    assert ds.report["simulated_imbalance"] == {
+        "method": "fractions", "removed": {0: 15, 1: 0}, "count": 15, "of": 40}
+    assert ds.report["resized"] == {"count": 56, "from": {"28x28": 56}, "to": "14x14"}
+    assert ds.report["data_changes"] == [
+        ("Resized 56 images (56 at 28x28) to 14x14 (prepare.image_size: 14; null keeps the "
+         "native size)."),
+        ("Removed 15 of 40 training images to simulate imbalance (prepare.imbalance: fractions): "
+         "15 of class 'malignant'. Set prepare.imbalance: none to keep them all."),
+    ]
+
+
+def test_folder_keeps_the_native_size_when_image_size_is_null(tmp_path):
+    root = _png_folder(tmp_path / "imgs", {"benign": 6, "malignant": 4}, size=(12, 12))
+    ds = _prepare({"source": "folder", "path": str(root)}, image_size=None)
+    assert ds.splits["train"].images.shape[1:] == (12, 12, 1)
+    assert ds.report["native_sizes"] == {"12x12": 10} and ds.report["resized"] is None
+    first = np.asarray(Image.open(root / "benign" / "benign_000.png"))
+    assert any(np.array_equal(img[..., 0], first) for s in ds.splits.values() for img in s.images)
+
+
+def test_mixed_sizes_with_native_size_are_one_line_naming_the_key(tmp_path):
+    root = _png_folder(tmp_path / "imgs", {"a": 5, "b": 4}, size=(16, 16))
+    _png_folder(root, {"b": 1}, size=(20, 24), seed=1)  # b_000.png again, now 24 wide, 20 high
+    with pytest.raises(PipelineError) as e:
+        _prepare({"source": "folder", "path": str(root)}, image_size=None)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{root}: images have different sizes (8 at 16x16 (e.g. ")
+    assert "1 at 24x20 (e.g. " in msg and "b_000.png" in msg
+    assert msg.endswith("set prepare.image_size (e.g. 16) to resize them all to one square size")
+    # with the key set, the same folder is accepted and the resizing is recorded
+    ds = _prepare({"source": "folder", "path": str(root)}, image_size=16)
+    assert ds.report["resized"] == {"count": 1, "from": {"24x20": 1}, "to": "16x16"}
+
+
+def test_non_square_native_images_ask_for_image_size(tmp_path):
+    root = _png_folder(tmp_path / "imgs", {"a": 4, "b": 4}, size=(12, 10))
+    with pytest.raises(PipelineError, match=r"images are 10x12 \(width x height\), not square; "
+                                            r"set prepare.image_size \(e.g. 10\)"):
+        _prepare({"source": "folder", "path": str(root)}, image_size=None)
+
+
+@pytest.mark.parametrize("classes", [[], ["benign", "malignant"]])
+def test_a_one_class_folder_is_refused_naming_the_class(tmp_path, classes):
+    root = _png_folder(tmp_path / "imgs", {"benign": 12})
+    with pytest.raises(PipelineError) as e:
+        _prepare({"source": "folder", "path": str(root), "classes": classes})
+    msg = str(e.value)
+    listed = "; data.classes also lists 'malignant' with no images" if classes else ""
+    assert msg == (f"{root}: only one class found: 'benign' (12 images){listed}; class balancing "
+                   "needs at least two classes: add the images of the other class(es) (one "
+                   "subfolder or label per class)")
+
+
+def test_a_one_class_csv_is_refused(tmp_path):
+    root = _png_folder(tmp_path / "imgs", {"x": 6})
+    rows = "".join(f"imgs/x/x_{i:03d}.png,benign\n" for i in range(6))
+    (tmp_path / "m.csv").write_text("path,label\n" + rows)
+    with pytest.raises(PipelineError, match=r"only one class found: 'benign' \(6 images\)"):
+        _prepare({"source": "csv", "path": str(tmp_path / "m.csv")})
+    assert root.is_dir()
+
+
+def _run_prepare_stage(tmp_path: Path, params: str) -> subprocess.CompletedProcess:
+    work = tmp_path / "proj"
+    work.mkdir(exist_ok=True)
+    (work / "params.yaml").write_text(params)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+           "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env.pop("PIPELINE_RUN_ID", None)
+    return subprocess.run(
+        [sys.executable, "-m", "stages.prepare", "--out", "data/prepared",
+         "--metrics", "metrics/prepare.json"], cwd=work, env=env, capture_output=True, text=True,
+        check=False)
+
+
+def test_prepare_stage_refuses_a_one_class_folder_in_one_line(tmp_path):
+    root = _png_folder(tmp_path / "imgs", {"benign": 9})
+    proc = _run_prepare_stage(tmp_path, f"data:\n  source: folder\n  path: {root}\n")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [(
+        f"prepare: error: {root}: only one class found: 'benign' (9 images); class balancing "
+        "needs at least two classes: add the images of the other class(es) (one subfolder or "
+        "label per class)")]
+    assert not (tmp_path / "proj" / "data").exists()
+    assert not (tmp_path / "proj" / "metrics").exists()
+
+
+def test_prepare_stage_prints_every_change_it_made_to_the_data(tmp_path):
+    path = _medmnist(tmp_path / "m.npz", labels_2d=False, counts=(40, 8, 8))
+    proc = _run_prepare_stage(tmp_path, (
+        f"data:\n  source: medmnist\n  path: {path}\n  classes: [malignant, benign]\n"
+        "prepare:\n  image_size: 14\n  imbalance: fractions\n  keep_fractions: {0: 0.25}\n"))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines == [
+        ("prepare: {'train': 25, 'val': 8, 'test': 8} images at 14x14; train class counts: "
+         "malignant: 5, benign: 20"),
+        ("prepare: NOTE: Resized 56 images (56 at 28x28) to 14x14 (prepare.image_size: 14; null "
+         "keeps the native size)."),
+        ("prepare: NOTE: Removed 15 of 40 training images to simulate imbalance "
+         "(prepare.imbalance: fractions): 15 of class 'malignant'. Set prepare.imbalance: none "
+         "to keep them all."),
+    ]
+    report = json.loads((tmp_path / "proj" / "metrics" / "prepare.json").read_text())
+    assert report["data_changes"] == [line.removeprefix("prepare: NOTE: ") for line in lines[1:]]
+    assert report["resized"] == {"count": 56, "from": {"28x28": 56}, "to": "14x14"}
+    assert report["simulated_imbalance"]["removed"] == {"0": 15, "1": 0}
+
+
+def test_colour_turned_grey_is_reported_and_grey_saved_as_rgb_is_not(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for i in range(4):
+            grey = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+            rgb = np.stack([grey] * 3, axis=-1)  # grey saved as RGB: nothing lost by going grey
+            Image.fromarray(rgb).save(tmp_path / "imgs" / name / f"g{i}.png")
+    colour = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    Image.fromarray(colour).save(tmp_path / "imgs" / "a" / "c.png")
+    ds = _prepare({"source": "folder", "path": str(tmp_path / "imgs")}, image_size=None)
+    assert ds.report["colour_images"] == 1
+    assert ds.report["data_changes"] == [
+        ("Converted 1 colour images to grayscale (prepare.channels: 1); set prepare.channels: 3 "
+         "to keep colour.")]
+    kept = _prepare({"source": "folder", "path": str(tmp_path / "imgs")}, image_size=None,
+                    channels=3)
+    assert kept.report["data_changes"] == [] and kept.splits["train"].images.shape[-1] == 3
+    medmnist = _prepare({"source": "medmnist", "path": str(_medmnist(tmp_path / "m.npz",
+                                                                      rgb=True))}, image_size=None)
+    assert medmnist.report["colour_images"] == 36  # random RGB noise: every image has colour

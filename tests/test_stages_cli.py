@@ -300,3 +300,30 @@ def test_stage_outputs_chain_into_the_next_stage() -> None:
     assert any(covered(d, "train_gan") for d in stages["generate"]["deps"])
     assert any(covered(d, "generate") for d in stages["evaluate"]["deps"])
     assert not any(covered(d, "train_gan") for d in stages["prepare"]["deps"])
+
+
+def _declared(spec: dict, kind: str) -> dict[str, bool]:
+    """path -> cached? for a stage's outs / metrics / plots in dvc.yaml (DVC caches by default)."""
+    found = {}
+    for entry in spec.get(kind, []):
+        path, opts = next(iter(entry.items())) if isinstance(entry, dict) else (entry, {})
+        found[path] = (opts or {}).get("cache", True)
+    return found
+
+
+def test_every_stage_has_a_cached_output_and_metrics_stay_committed() -> None:
+    # A fresh clone has no DVC cache: a stage reruns (and logs to MLflow) only if one of its
+    # outputs is missing there. So every stage has at least one DVC-cached output, never one that
+    # git holds; metrics JSONs are committed (cache: false) for `dvc metrics diff` against git.
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout.split()
+    for name, spec in DVC["stages"].items():
+        cached = [p for kind in ("outs", "metrics", "plots")
+                  for p, is_cached in _declared(spec, kind).items() if is_cached]
+        assert cached, f"{name}: no DVC-cached output, so a fresh clone would skip it"
+        for path in cached:
+            assert not [f for f in tracked if f == path or f.startswith(path.rstrip("/") + "/")
+                        ], f"{name}: {path} is DVC-cached but committed to git"
+        assert all(not c for c in _declared(spec, "metrics").values()), name
+        for path in _declared(spec, "metrics"):
+            assert path in tracked, f"{name}: {path} should be committed"

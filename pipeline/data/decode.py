@@ -26,20 +26,23 @@ class BadImage(Exception):
 
 def decode_file(path: str | Path, *, size: int, channels: int) -> np.ndarray:
     """(size, size, channels) uint8. Raises BadImage with a short reason."""
+    return fit_image(read_pixels(path), size=size, channels=channels)
+
+
+def read_pixels(path: str | Path) -> np.ndarray:
+    """The file's pixels at their native size and depth, (H, W) or (H, W, C). Raises BadImage."""
     path = Path(path)
     try:
         if path.stat().st_size == 0:
             raise BadImage("zero-byte file")
         if path.suffix.lower() in DICOM_SUFFIXES:
-            pixels = _read_dicom(path)
-        else:
-            pixels = _read_pillow(path)
+            return _read_dicom(path)
+        return _read_pillow(path)
     except BadImage:
         raise
     except Exception as e:  # noqa: BLE001 - every decoder failure is the same user problem
         raise BadImage(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'}"
                        ) from None
-    return fit_image(pixels, size=size, channels=channels)
 
 
 def to_uint8(pixels: np.ndarray) -> np.ndarray:

@@ -1,13 +1,15 @@
 """Readers that turn a data source into images of the configured size, labels and metadata.
 
 Sources are looked up by name in `SOURCES` (params.yaml `data.source`). Every reader returns a
-`RawDataset` with images already at `prepare.image_size` x `prepare.channels`, so a dataset is held
-once, as uint8, never as a float copy.
+`RawDataset` with images already at `prepare.image_size` x `prepare.channels` (or at their native
+size when `prepare.image_size` is null), so a dataset is held once, as uint8, never as a float copy.
+Each reader records the images' native sizes, so the report can say what was resized.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +18,7 @@ import numpy as np
 
 from pipeline.config import DataConfig, PrepareConfig
 from pipeline.data.decode import SUFFIXES
-from pipeline.data.files import decode_many
+from pipeline.data.files import decode_many, native_size
 from pipeline.data.transforms import resize, to_channels
 from pipeline.errors import PipelineError
 
@@ -33,6 +35,8 @@ class RawDataset:
     patient_ids: np.ndarray | None = None  # (N,) str where the source has them
     bad_files: list[tuple[str, str]] = field(default_factory=list)  # (file, reason), not loaded
     source: str = ""  # where the data came from, for the MLflow dataset record
+    native_sizes: dict[str, int] = field(default_factory=dict)  # "WxH" -> images of that size
+    n_colour: int = 0  # images whose R, G, B differ (what prepare.channels: 1 turns grey)
 
 
 def load_digits_source(data: DataConfig, cfg: PrepareConfig) -> RawDataset:
@@ -44,12 +48,13 @@ def load_digits_source(data: DataConfig, cfg: PrepareConfig) -> RawDataset:
     images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]  # (N, 8, 8, 1)
     names = _class_names(data, [str(n) for n in bunch.target_names])
     return RawDataset(_fit(images, cfg), bunch.target.astype(np.int64), names,
-                      source="sklearn.datasets.load_digits")
+                      source="sklearn.datasets.load_digits", native_sizes={"8x8": len(images)})
 
 
 def load_medmnist_source(data: DataConfig, cfg: PrepareConfig) -> RawDataset:
     """A MedMNIST .npz: train_/val_/test_ images (N, H, W[, 3]) and labels (N,) or (N, 1)."""
-    path = Path(data.path) if data.path else _download_medmnist(data.name or "", cfg.image_size)
+    path = Path(data.path) if data.path else _download_medmnist(data.name or "",
+                                                                 cfg.image_size or 28)
     if not path.is_file():
         raise PipelineError(f"data.path: {path} does not exist; point it at a MedMNIST .npz file")
     images, labels, split = [], [], []
@@ -72,11 +77,17 @@ def load_medmnist_source(data: DataConfig, cfg: PrepareConfig) -> RawDataset:
                         f"{path}: {s}_images must be uint8 (N, H, W) or (N, H, W, 3) with one "
                         f"label each, got {x.dtype} {x.shape} and {len(y)} labels"
                     )
-                images.append(_fit(x if x.ndim == 4 else x[..., None], cfg))
+                images.append(x if x.ndim == 4 else x[..., None])
                 labels.append(y.reshape(-1).astype(np.int64))
                 split.append(np.full(len(y), s))
     except (OSError, ValueError) as e:
         raise PipelineError(f"{path}: not a readable .npz file ({e})") from None
+    sizes: Counter[str] = Counter()
+    for x in images:
+        sizes[_wxh(x.shape[1], x.shape[2])] += len(x)
+    _check_native(sizes, cfg, where=str(path))
+    n_colour = sum(_count_colour(x) for x in images)
+    images = [_fit(x, cfg) for x in images]
     all_labels = np.concatenate(labels)
     if len(all_labels) and all_labels.min() < 0:
         raise PipelineError(f"{path}: labels must be >= 0, found {all_labels.min()}")
@@ -84,7 +95,7 @@ def load_medmnist_source(data: DataConfig, cfg: PrepareConfig) -> RawDataset:
     names = _class_names(data, [str(i) for i in range(n)])
     _check_label_range(all_labels, names, where=str(path))
     return RawDataset(np.concatenate(images), all_labels, names, split=np.concatenate(split),
-                      source=str(path))
+                      source=str(path), native_sizes=dict(sizes), n_colour=n_colour)
 
 
 def load_folder_source(data: DataConfig, cfg: PrepareConfig) -> RawDataset:
@@ -169,20 +180,80 @@ def _decode(
     data: DataConfig, *, source: str, split: np.ndarray | None = None,
     patient_ids: np.ndarray | None = None,
 ) -> RawDataset:
-    images, bad = decode_many(paths, size=cfg.image_size, channels=cfg.channels,
-                              workers=data.workers)
+    if len(labels):
+        require_two_classes(labels, names, where=source)  # before decoding thousands of files
+    size = cfg.image_size or native_size(paths) or 4  # 4: nothing readable, reported below
+    decoded = decode_many(paths, size=size, channels=cfg.channels, workers=data.workers)
+    images, bad = decoded.images, decoded.bad
     keep = np.ones(len(paths), dtype=bool)
     keep[[i for i, _ in bad]] = False
+    native = decoded.native[keep]
+    sizes = Counter(_wxh(h, w) for h, w, _ in native.tolist())
+    example = {_wxh(h, w): paths[i] for i, (h, w, _) in reversed(list(enumerate(decoded.native)))}
+    _check_native(sizes, cfg, where=source, example=example)
     pick = (lambda a: a[keep] if a is not None else None)
     return RawDataset(
         images[keep] if bad else images, labels[keep], names, split=pick(split),
         patient_ids=pick(patient_ids), bad_files=[(paths[i], why) for i, why in bad],
-        source=source,
+        source=source, native_sizes=dict(sizes), n_colour=int(native[:, 2].sum()),
+    )
+
+
+def require_two_classes(labels: np.ndarray, names: list[str], *, where: str) -> None:
+    """Balancing needs a minority and a majority: one class is nothing to compare. Checked on the
+    labels before any file is decoded, and again after unreadable files were skipped."""
+    present = np.unique(labels)
+    if len(present) >= 2:
+        return
+    found = ", ".join(f"{names[c]!r} ({int((labels == c).sum())} images)" for c in present)
+    empty = [n for i, n in enumerate(names) if i not in present]
+    listed = f"; data.classes also lists {', '.join(map(repr, empty))} with no images" if empty else ""
+    raise PipelineError(
+        f"{where}: only one class found: {found or 'none'}{listed}; class balancing needs at "
+        "least two classes: add the images of the other class(es) (one subfolder or label per "
+        "class)"
     )
 
 
 def _fit(images: np.ndarray, cfg: PrepareConfig) -> np.ndarray:
-    return resize(to_channels(images, cfg.channels), cfg.image_size)
+    """(N, H, W, C) -> the configured channels and size (native size when image_size is null;
+    `_check_native` has made sure that it is one square size)."""
+    return resize(to_channels(images, cfg.channels), cfg.image_size or images.shape[1])
+
+
+def _count_colour(images: np.ndarray) -> int:
+    """Images of (N, H, W, C) whose R, G, B differ somewhere."""
+    if images.shape[-1] < 3:
+        return 0
+    rgb = images[..., :3]
+    differs = (rgb[..., 0] != rgb[..., 1]) | (rgb[..., 1] != rgb[..., 2])  # (N, H, W)
+    return int(differs.reshape(len(images), -1).any(axis=1).sum())
+
+
+def _wxh(h: int, w: int) -> str:
+    return f"{w}x{h}"
+
+
+def _check_native(sizes: Counter[str], cfg: PrepareConfig, *, where: str,
+                  example: dict[str, str] | None = None) -> None:
+    """With prepare.image_size null, every image must already be one square size of 4..256 px."""
+    if cfg.image_size is not None or not sizes:
+        return
+    common = sizes.most_common(1)[0][0]
+    w, h = map(int, common.split("x"))
+    if len(sizes) > 1:
+        shown = ", ".join(f"{n} at {k}" + (f" (e.g. {example[k]})" if example else "")
+                          for k, n in sizes.most_common(3))
+        more = f" and {len(sizes) - 3} other sizes" if len(sizes) > 3 else ""
+        raise PipelineError(
+            f"{where}: images have different sizes ({shown}{more}); set prepare.image_size "
+            f"(e.g. {min(w, h, 256)}) to resize them all to one square size")
+    if w != h:
+        raise PipelineError(f"{where}: images are {common} (width x height), not square; set "
+                            f"prepare.image_size (e.g. {min(w, h, 256)}) to resize them to a square")
+    if not 4 <= w <= 256:
+        raise PipelineError(f"{where}: images are {common}; the models take 4 to 256 pixels per "
+                            f"side: set prepare.image_size (e.g. {min(max(w, 4), 256)}) to resize them")
 
 
 def _class_names(data: DataConfig, found: list[str]) -> list[str]:
