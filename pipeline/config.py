@@ -119,15 +119,15 @@ class FeaturesConfig:
 @dataclass(frozen=True)
 class TrainGanConfig:
     arch: Literal["dcgan", "mlp"] = "dcgan"
-    loss: Literal["bce", "hinge", "wgan-gp"] = "hinge"
+    loss: Literal["bce", "hinge", "wgan-gp"] = "wgan-gp"
     latent_dim: int = 64
-    width: int = 64  # channels of the widest conv layer / hidden units scale
-    steps: int = 3000  # discriminator+generator updates
+    width: int = 32  # channels of the finest conv layer / hidden units scale
+    steps: int = 1500  # generator updates (each after d_steps discriminator updates)
     batch_size: int = 64
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    spectral_norm: bool = True  # on every discriminator layer
+    lr_g: float = 1e-4
+    lr_d: float = 1e-4
+    betas: tuple[float, float] = (0.0, 0.9)
+    spectral_norm: bool = False  # on every discriminator layer (WGAN-GP has its penalty)
     balanced_sampling: bool = True  # draw training batches uniformly over classes, not images
     diffaugment: tuple[Literal["translation", "cutout", "color"], ...] = ()
     ema_decay: float = 0.999  # generator weights used for sampling are an EMA of training weights
