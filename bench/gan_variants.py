@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--grids", default=None, help="folder for one per-class grid per variant")
     parser.add_argument("--tstr-seeds", type=int, default=1,
                         help="TSTR of the kept generator as the mean over this many classifier "
-                             "seeds (one seed is noisy on a 156-image test split)")
+                             "seeds (one seed is noisy on a 78-image validation split)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -80,14 +80,16 @@ def main() -> None:
           f"{torch.get_num_threads()} threads; {args.steps} generator steps per variant")
 
     data = prepare_dataset(cfg.data, cfg.prepare, seed=cfg.seed)
-    train, test = data.splits["train"], data.splits["test"]
+    # TSTR/TRTR on validation, as train_gan does: comparing GAN variants is a choice, and choices
+    # never look at the test split
+    train, val = data.splits["train"], data.splits["val"]
     n_classes = len(data.class_names)
-    print(f"train class counts {np.bincount(train.labels).tolist()}, test {len(test.labels)}")
+    print(f"train class counts {np.bincount(train.labels).tolist()}, validation {len(val.labels)}")
     t = time.perf_counter()
     extractor = train_extractor(train.images, train.labels, cfg.features, n_classes=n_classes,
                                 seed=cfg.seed, device=device)
     trtr = balanced_accuracy_score(
-        test.labels, predict_proba(extractor, test.images, device=device).argmax(axis=1))
+        val.labels, predict_proba(extractor, val.images, device=device).argmax(axis=1))
     print(f"feature extractor: {time.perf_counter() - t:.1f} s; TRTR balanced accuracy {trtr:.3f}")
 
     header = ["variant", *COLUMNS, *[f"fid_domain/class_{c}" for c in range(n_classes)],
@@ -95,7 +97,7 @@ def main() -> None:
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header), flush=True)
     for variant in args.variants:
         vcfg = parse_config(with_overrides(base, VARIANTS[variant]), source=variant)
-        probe = QualityProbe(extractor, train.images, train.labels, test.images, test.labels,
+        probe = QualityProbe(extractor, train.images, train.labels, val.images, val.labels,
                              cfg.features, n_classes=n_classes,
                              latent_dim=vcfg.train_gan.latent_dim, device=device, seed=cfg.seed)
         quality_seconds = []
@@ -115,7 +117,7 @@ def main() -> None:
         if args.tstr_seeds > 1:
             fakes = probe.samples(G)
             scores = [best["tstr_balanced_accuracy"]] + [
-                tstr_balanced_accuracy(fakes, probe.fake_labels, test.images, test.labels,
+                tstr_balanced_accuracy(fakes, probe.fake_labels, val.images, val.labels,
                                        cfg.features, n_classes=n_classes, seed=cfg.seed + i,
                                        device=device)
                 for i in range(1, args.tstr_seeds)]
