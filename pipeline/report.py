@@ -218,6 +218,10 @@ def _headline_sentence(runs: Mapping[str, Mapping[str, Any]], h: Mapping[str, An
                  f"test-set or seed noise alone{auc_note}.")
     elif ci[1] < 0:
         text += f"The synthetic images did worse than {b}, beyond test-set and seed noise."
+    elif h.get("resolves_2_points"):
+        text += (f"The synthetic images are not distinguishable from {b}, and the interval is "
+                 f"narrow: a gain larger than {_signed(ci[1])} or a loss larger than "
+                 f"{_signed(ci[0])} is unlikely.")
     else:
         text += (f"The synthetic images are not distinguishable from {b} at this test-set "
                  f"size{size}.")
@@ -667,16 +671,19 @@ def _page_body(inputs: ReportInputs, names: Sequence[str], figs: Mapping[str, st
     return "\n".join(parts)
 
 
-# What each variant's name means, in a clinician's words (shown under the verdict).
+# What each variant family means, in a clinician's words (shown under the verdict).
 VARIANT_WORDS = {
     "real": "the training images as they are, no balancing",
+    "real_noaug": "the same without the classifier's own augmentation (shifts, brightness)",
     "class_weight": "rare classes weighted up in the classifier's loss",
     "oversample": "rare-class images repeated",
     "smote": "SMOTE: new rare-class images interpolated between real ones",
-    "gan": "real images plus GAN-generated (synthetic) ones",
+    "gan": "real images plus the best-scored GAN-generated (synthetic) ones; @r adds r times "
+           "each rare class's count, @balance fills it up to the largest class",
+    "gan_random": "the same share of synthetic images, taken without selection",
     "gan_class_weight": "real + synthetic images, with class weights",
+    "gan_pretrain": "first trained on synthetic images only, then on the real ones",
 }
-
 
 def _glance_html(inputs: ReportInputs, names: Sequence[str]) -> str:
     """One line above the verdict: which data, how many images per class, how big the test set."""
@@ -703,7 +710,8 @@ def _data_changes_html(prepare: Mapping[str, Any]) -> str:
 
 
 def _legend_html(ev: Mapping[str, Any]) -> str:
-    words = [f"<b>{_e(v)}</b>: {_e(VARIANT_WORDS[v])}" for v in ev if v in VARIANT_WORDS]
+    families = dict.fromkeys(str(m.get("variant", v)) for v, m in ev.items())  # in table order
+    words = [f"<b>{_e(f)}</b>: {_e(VARIANT_WORDS[f])}" for f in families if f in VARIANT_WORDS]
     return f'<p class="legend">{"; ".join(words)}.</p>' if words else ""
 
 

@@ -188,6 +188,9 @@ def test_verdict_leads_with_the_validation_chosen_pair_and_its_paired_interval()
                   headline=headline_of(0.03, (0.01, 0.045), auc=-0.01))
     assert "The synthetic images helped" in win and "ROC AUC is lower (-0.010)" in win
     assert "0.035 wide" in win and "it can resolve a 2-point difference." in win
+    narrow = verdict(ev, class_names=BINARY, headline=headline_of(-0.008, (-0.023, 0.008)))
+    assert "not distinguishable from class_weight, and the interval is narrow: a gain larger " \
+           "than +0.008 or a loss larger than -0.023 is unlikely." in narrow
     seeds_help = verdict(ev, class_names=BINARY, headline={
         **headline_of(0.03, (-0.01, 0.05)), "balanced_accuracy_delta_ci95_width_test_only": 0.03})
     assert "accounts for 0.030, so more seeds (evaluate.seeds) would narrow it." in seeds_help
@@ -546,3 +549,14 @@ def test_no_notice_when_prepare_changed_nothing(tmp_path: Path) -> None:
     page = build_report(load_inputs(root / "metrics", root / "plots"),
                         out_dir=tmp_path / "reports").read_text()
     assert 'class="notice"' not in page and '<p class="glance">' in page
+
+
+def test_the_legend_explains_each_variant_family_once() -> None:
+    ev = {"real": variant(0.8, 0.6), "gan@0.5": {**variant(0.81, 0.6), "variant": "gan"},
+          "gan@balance": {**variant(0.8, 0.62), "variant": "gan"},
+          "gan_pretrain": {**variant(0.8, 0.6), "variant": "gan_pretrain"}}
+    legend = report._legend_html(ev)
+    assert legend.count("<b>gan</b>") == 1 and "@r adds r times each rare class" in legend
+    assert "<b>gan_pretrain</b>: first trained on synthetic images only" in legend
+    assert legend.index("<b>real</b>") < legend.index("<b>gan</b>") < legend.index("gan_pretrain")
+
