@@ -1,0 +1,20 @@
+"""The one registry of synthesis methods: `train_gan.method` name -> the module implementing it.
+
+Adding a method is one module (with `SECTIONS`, `train` and `load`, see pipeline/synthesizers/base.py)
+plus one line here. Modules are imported on use, so pipeline/config.py can validate the name
+without importing torch models.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+METHODS: dict[str, str] = {
+    "dcgan": "pipeline.synthesizers.dcgan",  # conditional DCGAN / MLP GAN (pipeline/gan/train.py)
+}
+
+
+def method_module(name: str) -> ModuleType:
+    """The module of method `name` (config validation has already rejected unknown names)."""
+    return importlib.import_module(METHODS[name])
