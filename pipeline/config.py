@@ -165,7 +165,7 @@ class StyleGanConfig:
     generator with adaptive discriminator augmentation, after StyleGAN2-ADA's small-image
     (CIFAR) settings: short mapping network, no path-length regulariser."""
 
-    width: int = 32  # channels at the finest resolution, doubling towards the coarsest (max 4x)
+    width: int = 24  # channels at the finest resolution, doubling towards the coarsest (max 4x)
     mapping_layers: int = 2
     lr: float = 0.0025  # generator and discriminator (Adam)
     betas: tuple[float, float] = (0.0, 0.99)

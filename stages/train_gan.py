@@ -106,6 +106,9 @@ def _train(args: argparse.Namespace, cfg: Config, world: Dist) -> None:
             "seconds": round(result.seconds, 2),
             "images_per_second": round(result.images_per_second, 1),
             "final_d_loss": last["d_loss"], "final_g_loss": last["g_loss"],
+            # method-specific curves' last values (stylegan: ada_p, ada_rt)
+            **{f"final_{k}": v for k, v in last.items()
+               if k not in ("step", "d_loss", "g_loss", "d_real", "d_fake")},
             "n_train": len(labels), "n_classes": n_classes, "device": str(device),
             "n_processes": world.world_size,
         }

@@ -23,8 +23,8 @@ IMAGES, LABELS = make_images([8, 6, 4])
 
 
 def tiny_config(**train_gan) -> Config:
-    base = dict(width=8, latent_dim=16, steps=6, batch_size=8, log_every=2, eval_every=3,
-                device="cpu")
+    base = {"width": 8, "latent_dim": 16, "steps": 6, "batch_size": 8, "log_every": 2,
+            "eval_every": 3, "device": "cpu"}
     return Config(seed=3, train_gan=TrainGanConfig(**{**base, **train_gan}))
 
 

@@ -12,6 +12,7 @@ from types import ModuleType
 
 METHODS: dict[str, str] = {
     "dcgan": "pipeline.synthesizers.dcgan",  # conditional DCGAN / MLP GAN (pipeline/gan/train.py)
+    "stylegan": "pipeline.synthesizers.stylegan",  # style-based conditional G with ADA
 }
 
 
