@@ -284,3 +284,18 @@ def test_train_gan_and_generate_stages_run_the_stylegan_method(
     np.testing.assert_array_equal(
         synth.sample(manifest["label"].to_numpy().copy(), manifest["seed"].to_numpy().copy()),
         images)
+
+
+def test_the_report_draws_adas_p_next_to_the_losses() -> None:
+    import pandas as pd
+
+    from pipeline.report import plot_losses
+
+    rows = pd.DataFrame({"step": [2, 4, 6], "d_loss": [1.0, 0.9, 0.8], "g_loss": [0.7, 0.8, 0.9],
+                         "d_real": [0.1, 0.2, 0.3], "d_fake": [0.0, -0.1, -0.2],
+                         "ada_rt": [0.5, 0.7, 0.8], "ada_p": [0.0, 0.05, 0.1]})
+    axes = plot_losses(rows).axes
+    assert len(axes) == 3 and "ADA" in axes[2].get_title()
+    lines = {line.get_label(): line.get_ydata().tolist() for line in axes[2].get_lines()}
+    assert lines == {"ada_p": [0.0, 0.05, 0.1], "ada_rt": [0.5, 0.7, 0.8]}
+    assert len(plot_losses(rows.drop(columns=["ada_p", "ada_rt"])).axes) == 2  # dcgan: as before
