@@ -128,8 +128,8 @@ def main() -> None:
         for c in range(n_classes):
             grid += [train.images[train.labels == c][:12], fakes[labels == c]]
         save_png(out / f"{slug}.png", image_grid(grid, scale=grid_scale(args.image_size)))
-        print(f"{config}: {steps} steps in {seconds:.0f} s, fid_domain {metrics['fid_domain']:.3g}, "
-              f"class {minority} fid_domain {metrics[f'fid_domain/class_{minority}']:.3g}",
+        print(f"{config}: {steps} steps in {seconds:.0f} s, "
+              f"fid_domain {metrics['fid_domain']:.3g}, class {minority} fid_domain {metrics[f'fid_domain/class_{minority}']:.3g}",
               flush=True)
     _table(results, n_classes, minority, data.class_names)
 

@@ -195,6 +195,30 @@ class StyleGanConfig:
 
 
 @dataclass(frozen=True)
+class CycleGanConfig:
+    """train_gan.method: cyclegan (pipeline/synthesizers/cyclegan.py): majority -> minority
+    translation; ResNet generators, PatchGAN discriminators, least-squares loss."""
+
+    width: int = 16  # channels of the first generator / discriminator layer
+    n_res: int = 2  # residual blocks in each generator
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    batch_size: int = 8  # per class pair
+    cycle_weight: float = 10.0  # |F(G(a)) - a| + |G(F(b)) - b|
+    identity_weight: float = 5.0  # |G(b) - b| + |F(a) - a| (keeps intensities)
+    pool_size: int = 50  # image history buffer per discriminator (0 = none)
+
+    def __post_init__(self) -> None:
+        for key in ("width", "n_res", "batch_size"):
+            _check(getattr(self, key) > 0, f"cyclegan.{key}", "must be > 0")
+        _check(self.lr > 0, "cyclegan.lr", "must be > 0")
+        _check(all(0 <= b < 1 for b in self.betas), "cyclegan.betas", "each must be in [0, 1)")
+        for key in ("cycle_weight", "identity_weight"):
+            _check(getattr(self, key) >= 0, f"cyclegan.{key}", "must be >= 0")
+        _check(self.pool_size >= 0, "cyclegan.pool_size", "must be >= 0")
+
+
+@dataclass(frozen=True)
 class GenerateConfig:
     # Balance target per class:
     #   majority  every class up to the largest class's count
@@ -291,6 +315,7 @@ class Config:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     train_gan: TrainGanConfig = field(default_factory=TrainGanConfig)
     stylegan: StyleGanConfig = field(default_factory=StyleGanConfig)
+    cyclegan: CycleGanConfig = field(default_factory=CycleGanConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     digest: str = ""  # sha256 of the params file; groups the MLflow runs of one pipeline execution

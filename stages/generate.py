@@ -43,8 +43,9 @@ def main(args: argparse.Namespace) -> None:
         run.log_params({"seed": cfg.seed, **as_flat_dict(gcfg, "generate.")})
         synth = synthesize(
             synthesizer, candidates, seed=cfg.seed, device=device, extractor=extractor,
-            train_images=images, train_labels=labels, val_images=val_images, reject_memorized=gcfg.reject_memorized,
-            quality_gate=gcfg.quality_gate, batch_size=gcfg.batch_size,
+            train_images=images, train_labels=labels, val_images=val_images,
+            reject_memorized=gcfg.reject_memorized, quality_gate=gcfg.quality_gate,
+            batch_size=gcfg.batch_size,
         )
         pool = synth.pool
         shipped = pool.take({c: n for c, n in plan.items() if n > 0})
@@ -53,6 +54,9 @@ def main(args: argparse.Namespace) -> None:
         manifest = pd.DataFrame({"index": np.arange(len(ship.labels)), "label": ship.labels,
                                  "seed": ship.seeds, "score": ship.scores.round(6),
                                  "checkpoint_sha256": digest})
+        sources = synthesizer.sources(ship.labels, ship.seeds)
+        if sources is not None:  # a translation: the training image it was made from
+            manifest.insert(4, "source_index", sources)
         with atomic_dir(args.out) as tmp:
             save_split(tmp / "synthetic.npz", ship.images, ship.labels)
             save_csv(tmp / "manifest.csv", manifest)

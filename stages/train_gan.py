@@ -121,8 +121,8 @@ def _train(args: argparse.Namespace, cfg: Config, world: Dist) -> None:
                      plots / "losses.csv", plots / "quality.csv"):
             run.log_artifact(path)
     on = f"{device}" if world.world_size == 1 else f"{world.world_size} processes ({device.type})"
-    print(f"train_gan: {gcfg.method}, {result.steps} steps in {result.seconds:.1f}s on {on}; kept step "
-          f"{best['step']} (fid_domain {best['fid_domain']:.3f}, tstr balanced accuracy "
+    print(f"train_gan: {gcfg.method}, {result.steps} steps in {result.seconds:.1f}s on {on}; "
+          f"kept step {best['step']} (fid_domain {best['fid_domain']:.3f}, tstr balanced accuracy "
           f"{best['tstr_balanced_accuracy']:.3f})")
 
 

@@ -99,7 +99,8 @@ class AdaptiveAugment(nn.Module):
 
     @torch.no_grad()
     def observe(self, real_logits: torch.Tensor) -> None:
-        self.signs += torch.stack([real_logits.sign().sum(), real_logits.new_tensor(len(real_logits))])
+        count = real_logits.new_tensor(len(real_logits))
+        self.signs += torch.stack([real_logits.sign().sum(), count])
 
     @torch.no_grad()
     def adjust(self, *, target: float, images: int, kimg: float) -> torch.Tensor:

@@ -74,7 +74,8 @@ class Mapping(nn.Module):
     """(z (B, latent_dim), y (B,)) -> w (B, w_dim); keeps each class's running mean w (`w_avg`,
     updated in training mode) for truncation towards the class mean."""
 
-    def __init__(self, *, latent_dim: int, n_classes: int, layers: int, beta: float = 0.995) -> None:
+    def __init__(self, *, latent_dim: int, n_classes: int, layers: int,
+                 beta: float = 0.995) -> None:
         super().__init__()
         self.embed = nn.Parameter(torch.randn(n_classes, latent_dim))
         dims = [2 * latent_dim] + [latent_dim] * layers

@@ -52,6 +52,11 @@ class Synthesizer:
     def checkpoint(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def sources(self, labels: np.ndarray, seeds: np.ndarray) -> np.ndarray | None:
+        """Training-split index of the image each sample was made from (translation methods);
+        None for methods that sample from noise."""
+        return None
+
     def save(self, path: str | Path) -> None:
         save_checkpoint(path, self.checkpoint())
 

@@ -1,8 +1,9 @@
 """The one registry of synthesis methods: `train_gan.method` name -> the module implementing it.
 
-Adding a method is one module (with `SECTIONS`, `train` and `load`, see pipeline/synthesizers/base.py)
-plus one line here. Modules are imported on use, so pipeline/config.py can validate the name
-without importing torch models.
+Adding a method is one module (with `SECTIONS`, `train` and `load`; see
+pipeline/synthesizers/base.py), its params section in pipeline/config.py and one line here.
+Modules are imported on use, so pipeline/config.py can validate the name without importing the
+torch models.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from types import ModuleType
 METHODS: dict[str, str] = {
     "dcgan": "pipeline.synthesizers.dcgan",  # conditional DCGAN / MLP GAN (pipeline/gan/train.py)
     "stylegan": "pipeline.synthesizers.stylegan",  # style-based conditional G with ADA
+    "cyclegan": "pipeline.synthesizers.cyclegan",  # majority -> minority translation
 }
 
 
