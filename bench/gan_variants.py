@@ -30,7 +30,7 @@ from pipeline.data import prepare_dataset
 from pipeline.device import resolve_device
 from pipeline.features import train_extractor
 from pipeline.gan.quality import QualityProbe, tstr_balanced_accuracy
-from pipeline.gan.train import fit, sample
+from pipeline.synthesizers import dcgan
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_RECIPE = ["train_gan.spectral_norm=false", "train_gan.diffaugment=[]",
@@ -98,8 +98,7 @@ def main() -> None:
     for variant in args.variants:
         vcfg = parse_config(with_overrides(base, VARIANTS[variant]), source=variant)
         probe = QualityProbe(extractor, train.images, train.labels, val.images, val.labels,
-                             cfg.features, n_classes=n_classes,
-                             latent_dim=vcfg.train_gan.latent_dim, device=device, seed=cfg.seed)
+                             cfg.features, n_classes=n_classes, device=device, seed=cfg.seed)
         quality_seconds = []
 
         def timed(G, probe=probe, quality_seconds=quality_seconds):
@@ -108,14 +107,13 @@ def main() -> None:
             quality_seconds.append(time.perf_counter() - t0)
             return out
 
-        result = fit(train.images, train.labels, vcfg.train_gan, n_classes=n_classes,
-                     seed=cfg.seed, device=device, quality=timed)
+        result = dcgan.train(train.images, train.labels, vcfg, n_classes=n_classes,
+                             device=device, quality=timed)
         train_s = result.seconds - sum(quality_seconds)
         best = dict(result.best)
-        G = result.state.G_ema
-        G.load_state_dict(result.best_state)
+        synthesizer = result.synthesizer  # the best generator by fid_domain
         if args.tstr_seeds > 1:
-            fakes = probe.samples(G)
+            fakes = probe.samples(synthesizer)
             scores = [best["tstr_balanced_accuracy"]] + [
                 tstr_balanced_accuracy(fakes, probe.fake_labels, val.images, val.labels,
                                        cfg.features, n_classes=n_classes, seed=cfg.seed + i,
@@ -132,8 +130,7 @@ def main() -> None:
         print("| " + " | ".join(row) + " |", flush=True)
         if args.grids:
             labels = np.repeat(np.arange(n_classes), 12)
-            fakes = sample(G, labels, np.arange(len(labels)),
-                           latent_dim=vcfg.train_gan.latent_dim, device=device)
+            fakes = synthesizer.sample(labels, np.arange(len(labels)))
             rows = []
             for c in range(n_classes):
                 rows += [train.images[train.labels == c][:12], fakes[labels == c]]

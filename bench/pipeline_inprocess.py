@@ -31,8 +31,8 @@ from pipeline.device import resolve_device
 from pipeline.evaluate import evaluate_variants
 from pipeline.features import train_extractor
 from pipeline.gan.quality import QualityProbe
-from pipeline.gan.train import fit
 from pipeline.synthesize import pool_plan, synthesize
+from pipeline.synthesizers.registry import method_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,11 +57,9 @@ def run(cfg: Config, device: torch.device) -> dict[str, object]:
 
     t = time.perf_counter()
     probe = QualityProbe(extractor, train.images, train.labels, val.images, val.labels,
-                         cfg.features, n_classes=n_classes, latent_dim=cfg.train_gan.latent_dim,
-                         device=device, seed=cfg.seed)
-    result = fit(train.images, train.labels, cfg.train_gan, n_classes=n_classes, seed=cfg.seed,
-                 device=device, quality=probe)
-    result.state.G_ema.load_state_dict(result.best_state)
+                         cfg.features, n_classes=n_classes, device=device, seed=cfg.seed)
+    result = method_module(cfg.train_gan.method).train(
+        train.images, train.labels, cfg, n_classes=n_classes, device=device, quality=probe)
     times["train_gan"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -69,7 +67,7 @@ def run(cfg: Config, device: torch.device) -> dict[str, object]:
     plan = balance_plan(counts, target=cfg.generate.target, count=cfg.generate.count,
                         ratio=cfg.generate.ratio)
     candidates = pool_plan(plan, counts, candidates_per_image=cfg.generate.candidates_per_image)
-    synth = synthesize(result.state.G_ema, candidates, latent_dim=cfg.train_gan.latent_dim, seed=cfg.seed, device=device,
+    synth = synthesize(result.synthesizer, candidates, seed=cfg.seed, device=device,
                        extractor=extractor, train_images=train.images, train_labels=train.labels,
                        val_images=val.images, reject_memorized=cfg.generate.reject_memorized,
                        quality_gate=cfg.generate.quality_gate,

@@ -19,9 +19,11 @@ import yaml
 
 from pipeline.augment import AUGMENTATIONS
 from pipeline.errors import PipelineError
+from pipeline.synthesizers.registry import METHODS
 
 DEVICES = ("auto", "cpu", "cuda")
 AugmentName = Literal[tuple(AUGMENTATIONS)]  # type: ignore[valid-type]
+MethodName = Literal[tuple(METHODS)]  # type: ignore[valid-type]
 # Safe for every modality the pipeline targets (pipeline/augment.py says which others are safe).
 DEFAULT_AUGMENT = ("translate", "brightness", "contrast")
 
@@ -118,6 +120,11 @@ class FeaturesConfig:
 
 @dataclass(frozen=True)
 class TrainGanConfig:
+    # The synthesis method (pipeline/synthesizers/registry.py): dcgan reads this section alone;
+    # another method reads its own section for its model and losses and takes the loop settings
+    # from here (latent_dim, steps, batch_size, balanced_sampling, ema_decay, eval_every,
+    # checkpoint_every, log_every, device).
+    method: MethodName = "dcgan"
     arch: Literal["dcgan", "mlp"] = "dcgan"
     loss: Literal["bce", "hinge", "wgan-gp"] = "wgan-gp"
     latent_dim: int = 64
@@ -152,6 +159,68 @@ class TrainGanConfig:
         _check(all(0 <= b < 1 for b in self.betas), "train_gan.betas", "each must be in [0, 1)")
         _check(0 <= self.ema_decay < 1, "train_gan.ema_decay", "must be in [0, 1)")
         _check(self.device in DEVICES, "train_gan.device", f"must be one of {', '.join(DEVICES)}")
+
+
+ADA_OPS = ("xflip", "rotate90", "translate", "scale", "brightness", "contrast")
+
+
+@dataclass(frozen=True)
+class StyleGanConfig:
+    """train_gan.method: stylegan (pipeline/synthesizers/stylegan.py): a style-based conditional
+    generator with adaptive discriminator augmentation, after StyleGAN2-ADA's small-image
+    (CIFAR) settings: short mapping network, no path-length regulariser."""
+
+    width: int = 24  # channels at the finest resolution, doubling towards the coarsest (max 4x)
+    mapping_layers: int = 2
+    lr: float = 0.0025  # generator and discriminator (Adam)
+    betas: tuple[float, float] = (0.0, 0.99)
+    r1_gamma: float = 0.01  # R1 penalty weight on real images
+    r1_every: int = 16  # lazy regularisation: R1 every N steps, scaled by N
+    style_mixing: float = 0.9  # probability of mixing two latents' styles at a random layer
+    ada: bool = True  # adapt the augmentation probability p from D's overfitting (r_t)
+    ada_target: float = 0.6  # the r_t = E[sign(D(real))] that p steers towards
+    ada_interval: int = 4  # adjust p every N steps
+    ada_kimg: float = 20.0  # thousands of images over which p can move from 0 to 1
+    ada_p: float = 0.0  # initial p (ada: true) or the fixed p (ada: false; 0 = no augmentation)
+    augment: tuple[Literal[ADA_OPS], ...] = ADA_OPS  # type: ignore[valid-type]
+    truncation_psi: float = 1.0  # sampling: w -> class mean w + psi (w - class mean w); 1 = off
+
+    def __post_init__(self) -> None:
+        for key in ("width", "mapping_layers", "r1_every", "ada_interval"):
+            _check(getattr(self, key) > 0, f"stylegan.{key}", "must be > 0")
+        _check(self.lr > 0, "stylegan.lr", "must be > 0")
+        _check(all(0 <= b < 1 for b in self.betas), "stylegan.betas", "each must be in [0, 1)")
+        _check(self.r1_gamma >= 0, "stylegan.r1_gamma", "must be >= 0")
+        _check(0 <= self.style_mixing <= 1, "stylegan.style_mixing", "must be in [0, 1]")
+        _check(0 < self.ada_target < 1, "stylegan.ada_target", "must be in (0, 1), e.g. 0.6")
+        _check(self.ada_kimg > 0, "stylegan.ada_kimg", "must be > 0")
+        _check(0 <= self.ada_p < 1, "stylegan.ada_p", "must be in [0, 1)")
+        _check(len(set(self.augment)) == len(self.augment), "stylegan.augment", "has duplicates")
+        _check(0 <= self.truncation_psi <= 1, "stylegan.truncation_psi", "must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class CycleGanConfig:
+    """train_gan.method: cyclegan (pipeline/synthesizers/cyclegan.py): majority -> minority
+    translation; ResNet generators, PatchGAN discriminators, least-squares loss."""
+
+    width: int = 16  # channels of the first generator / discriminator layer
+    n_res: int = 2  # residual blocks in each generator
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    batch_size: int = 8  # per class pair
+    cycle_weight: float = 10.0  # |F(G(a)) - a| + |G(F(b)) - b|
+    identity_weight: float = 5.0  # |G(b) - b| + |F(a) - a| (keeps intensities)
+    pool_size: int = 50  # image history buffer per discriminator (0 = none)
+
+    def __post_init__(self) -> None:
+        for key in ("width", "n_res", "batch_size"):
+            _check(getattr(self, key) > 0, f"cyclegan.{key}", "must be > 0")
+        _check(self.lr > 0, "cyclegan.lr", "must be > 0")
+        _check(all(0 <= b < 1 for b in self.betas), "cyclegan.betas", "each must be in [0, 1)")
+        for key in ("cycle_weight", "identity_weight"):
+            _check(getattr(self, key) >= 0, f"cyclegan.{key}", "must be >= 0")
+        _check(self.pool_size >= 0, "cyclegan.pool_size", "must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -250,6 +319,8 @@ class Config:
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     train_gan: TrainGanConfig = field(default_factory=TrainGanConfig)
+    stylegan: StyleGanConfig = field(default_factory=StyleGanConfig)
+    cyclegan: CycleGanConfig = field(default_factory=CycleGanConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     digest: str = ""  # sha256 of the params file; groups the MLflow runs of one pipeline execution
@@ -317,7 +388,7 @@ def _build(cls: type, data: Any, *, prefix: str) -> Any:
     return cls(**kwargs)
 
 
-def _coerce(tp: Any, value: Any, key: str) -> Any:  # noqa: PLR0911 - one branch per type kind
+def _coerce(tp: Any, value: Any, key: str) -> Any:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, prefix=key + ".")

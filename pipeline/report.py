@@ -393,10 +393,13 @@ def plot_class_counts(before: Mapping[str, int], added: Mapping[str, int],
 
 
 def plot_losses(losses: pd.DataFrame) -> Figure:
-    """GAN losses by step; discriminator outputs on real and fake in a second panel if logged."""
+    """GAN losses by step; discriminator outputs on real and fake in a second panel if logged;
+    ADA's augmentation probability p and its overfitting signal r_t in a third (method stylegan)."""
     extra = [c for c in ("d_real", "d_fake") if c in losses.columns]
-    fig = Figure(figsize=(9 if extra else 6, 3.6), dpi=DPI)
-    axes = fig.subplots(1, 2 if extra else 1, squeeze=False)[0]
+    ada = [c for c in ("ada_p", "ada_rt") if c in losses.columns]
+    n = 1 + bool(extra) + bool(ada)
+    fig = Figure(figsize=(6 + 3 * (n - 1), 3.6), dpi=DPI)
+    axes = fig.subplots(1, n, squeeze=False)[0]
     for i, col in enumerate(("d_loss", "g_loss")):
         axes[0].plot(losses["step"], losses[col], label=col, color=COLORS[i])
     axes[0].set_title("GAN losses")
@@ -406,6 +409,11 @@ def plot_losses(losses: pd.DataFrame) -> Figure:
             axes[1].plot(losses["step"], losses[col], label=col, color=COLORS[2 + i])
         axes[1].set_title("Discriminator output on real and fake")
         axes[1].set_ylabel("mean D output")
+    if ada:
+        for i, col in enumerate(ada):
+            axes[-1].plot(losses["step"], losses[col], label=col, color=COLORS[i])
+        axes[-1].set_title("ADA: augmentation probability p, r_t")
+        axes[-1].set_ylabel("p / E[sign D(real)]")
     for ax in axes:
         ax.set_xlabel("step")
         ax.legend(frameon=False)

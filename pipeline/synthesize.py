@@ -1,7 +1,7 @@
 """The generate stage's work: draw a pool of candidates, audit them, score them, select the best.
 
-Every image is G(z_i, label_i) with z_i drawn from its own seed (`seed * 2**32 + i`), so any one
-image can be re-drawn from the manifest. Each candidate is embedded with the in-project feature
+Every image is the synthesizer's `sample(label_i, seed_i)` with its own seed (`seed * 2**32 + i`),
+so any one image can be re-drawn from the manifest, whatever the method (pipeline/synthesizers). Each candidate is embedded with the in-project feature
 extractor (pipeline/features.py), which was trained on the real training split only, and
 
 1. audited for memorization: its distance to the nearest real training image is compared with the
@@ -31,9 +31,9 @@ from torch import nn
 from pipeline.classify import predict_proba
 from pipeline.errors import PipelineError
 from pipeline.features import embed
-from pipeline.gan.train import sample
 from pipeline.metrics import MemorizationAudit, memorization_audit, nearest_distances, realism_score
 from pipeline.pool import SyntheticPool
+from pipeline.synthesizers.base import Synthesizer
 
 MAX_ROUNDS = 20  # the last round draws at most MAX_ROUNDS x the plan in total
 REALISM_K = 5  # neighbours of the realism score's k-NN balls
@@ -73,7 +73,7 @@ def pool_plan(plan: dict[int, int], counts: dict[int, int], *, candidates_per_im
 
 
 def synthesize(
-    G: nn.Module, plan: dict[int, int], *, latent_dim: int, seed: int, device: torch.device,
+    synthesizer: Synthesizer, plan: dict[int, int], *, seed: int, device: torch.device,
     extractor: nn.Module, train_images: np.ndarray, train_labels: np.ndarray,
     val_images: np.ndarray, reject_memorized: bool, quality_gate: float, batch_size: int = 512,
 ) -> Synthesis:
@@ -97,8 +97,7 @@ def synthesize(
         labels = np.repeat(np.arange(n_classes), need)
         seeds = next_seed + np.arange(len(labels), dtype=np.int64)
         next_seed += len(labels)
-        images = sample(G, labels, seeds, latent_dim=latent_dim, device=device,
-                        batch_size=batch_size)
+        images = synthesizer.sample(labels, seeds, batch_size=batch_size)
         feats = embed(extractor, images, device=device)
         if first_audit is None:
             first_audit = memorization_audit(feats, train_f, val_f)

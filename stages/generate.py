@@ -1,4 +1,4 @@
-"""DVC stage `generate`: generator + train class counts -> a scored pool of audited candidates
+"""DVC stage `generate`: synthesizer (any method) + train class counts -> a scored pool of audited candidates
 (pool.npz, for evaluate's share sweep) and the best-scored images that balance the classes
 (synthetic.npz + manifest.csv); pipeline/synthesize.py does the work."""
 
@@ -17,8 +17,8 @@ from pipeline.cli import run_stage
 from pipeline.config import as_flat_dict, load_config
 from pipeline.device import resolve_device
 from pipeline.features import load_extractor
-from pipeline.gan.checkpoint import load_generator
 from pipeline.synthesize import pool_plan, synthesize
+from pipeline.synthesizers.base import load_synthesizer
 
 GRID_PER_CLASS = 8
 CLOSEST_PAIRS = 8
@@ -30,9 +30,9 @@ def main(args: argparse.Namespace) -> None:
     data = Path(args.data)
     images, labels = load_split(data / "train.npz")
     val_images, _ = load_split(data / "val.npz")
-    G, ckpt = load_generator(args.checkpoint, device=device)
+    synthesizer = load_synthesizer(args.checkpoint, device=device)
     extractor, _ = load_extractor(args.features, device=device)
-    n_classes = ckpt["model_kwargs"]["n_classes"]
+    n_classes = synthesizer.n_classes
     before = {c: int(n) for c, n in enumerate(np.bincount(labels, minlength=n_classes))}
     plan = balance_plan(before, target=gcfg.target, count=gcfg.count, ratio=gcfg.ratio)
     candidates = pool_plan(plan, before, candidates_per_image=gcfg.candidates_per_image)
@@ -42,10 +42,10 @@ def main(args: argparse.Namespace) -> None:
     with stage_run("generate", params_digest=cfg.digest) as run:
         run.log_params({"seed": cfg.seed, **as_flat_dict(gcfg, "generate.")})
         synth = synthesize(
-            G, candidates, latent_dim=ckpt["model_kwargs"]["latent_dim"], seed=cfg.seed,
-            device=device, extractor=extractor, train_images=images, train_labels=labels,
-            val_images=val_images, reject_memorized=gcfg.reject_memorized,
-            quality_gate=gcfg.quality_gate, batch_size=gcfg.batch_size,
+            synthesizer, candidates, seed=cfg.seed, device=device, extractor=extractor,
+            train_images=images, train_labels=labels, val_images=val_images,
+            reject_memorized=gcfg.reject_memorized, quality_gate=gcfg.quality_gate,
+            batch_size=gcfg.batch_size,
         )
         pool = synth.pool
         shipped = pool.take({c: n for c, n in plan.items() if n > 0})
@@ -54,6 +54,9 @@ def main(args: argparse.Namespace) -> None:
         manifest = pd.DataFrame({"index": np.arange(len(ship.labels)), "label": ship.labels,
                                  "seed": ship.seeds, "score": ship.scores.round(6),
                                  "checkpoint_sha256": digest})
+        sources = synthesizer.sources(ship.labels, ship.seeds)
+        if sources is not None:  # a translation: the training image it was made from
+            manifest.insert(4, "source_index", sources)
         with atomic_dir(args.out) as tmp:
             save_split(tmp / "synthetic.npz", ship.images, ship.labels)
             save_csv(tmp / "manifest.csv", manifest)

@@ -20,8 +20,7 @@ import yaml
 
 from conftest import VENV_BIN, copy_project, files_under, run, stage_env, write_params
 from pipeline.artifacts import file_sha256, load_split
-from pipeline.gan.checkpoint import load_generator
-from pipeline.gan.train import sample
+from pipeline.synthesizers.base import load_synthesizer
 
 pytestmark = pytest.mark.e2e
 
@@ -127,18 +126,17 @@ def test_manifest_lets_each_synthetic_image_be_regenerated(pipeline: Pipeline) -
     sha = file_sha256(project / "models/generator.pt")
     assert set(manifest["checkpoint_sha256"]) == {sha}
     assert pipeline.json("metrics/generate.json")["checkpoint_sha256"] == sha
-    # any row, on its own: G(z(seed), label) from the recorded checkpoint
-    G, meta = load_generator(project / "models/generator.pt", device=torch.device("cpu"))
+    # any row, on its own: sample(label, seed) from the recorded checkpoint
+    synthesizer = load_synthesizer(project / "models/generator.pt", device=torch.device("cpu"))
     rows = manifest.sample(5, random_state=0)
-    again = sample(G, rows["label"].to_numpy().copy(), rows["seed"].to_numpy().copy(),
-                   latent_dim=meta["model_kwargs"]["latent_dim"], device=torch.device("cpu"))
+    again = synthesizer.sample(rows["label"].to_numpy().copy(), rows["seed"].to_numpy().copy())
     np.testing.assert_array_equal(again, images[rows["index"].to_numpy()])
 
 
 def test_generator_checkpoint_and_training_curves(pipeline: Pipeline) -> None:
     project = pipeline.project
     ckpt = torch.load(project / "models/generator.pt", weights_only=True)
-    assert (ckpt["step"], ckpt["arch"], ckpt["seed"]) == (20, "dcgan", 0)
+    assert (ckpt["step"], ckpt["method"], ckpt["arch"], ckpt["seed"]) == (20, "dcgan", "dcgan", 0)
     assert ckpt["model_kwargs"]["n_classes"] == 10 and ckpt["model_kwargs"]["width"] == 8
     m = pipeline.json("metrics/train_gan.json")
     assert (m["steps"], m["n_classes"], m["device"]) == (20, 10, "cpu")

@@ -28,6 +28,7 @@ from pipeline.gan.quality import QualityProbe
 from pipeline.gan.train import sample, to_unit
 from pipeline.pool import SyntheticPool, load_pool
 from pipeline.synthesize import pool_plan, synthesize
+from pipeline.synthesizers.base import GeneratorSynthesizer
 
 CPU = torch.device("cpu")
 LATENT = 4
@@ -80,6 +81,12 @@ class MustNotSample(nn.Module):
         raise AssertionError("the generator was called for an empty plan")
 
 
+def as_synthesizer(G: nn.Module) -> GeneratorSynthesizer:
+    """A stand-in generator behind the synthesizer contract, as generate and the probe see it."""
+    return GeneratorSynthesizer(G, meta={"method": "test", "n_classes": 3,
+                                         "sampling": {"latent_dim": LATENT}}, device=CPU)
+
+
 def copier() -> Lookup:
     return Lookup(TRAIN_X, TRAIN_Y)  # every image an exact training image of its class
 
@@ -104,7 +111,7 @@ def extractor() -> nn.Module:
 
 def run_synthesize(G: nn.Module, plan: dict[int, int], extractor: nn.Module, *,
                    reject_memorized: bool, quality_gate: float = 0.0, seed: int = 0):
-    return synthesize(G, plan, latent_dim=LATENT, seed=seed, device=CPU, extractor=extractor,
+    return synthesize(as_synthesizer(G), plan, seed=seed, device=CPU, extractor=extractor,
                       train_images=TRAIN_X, train_labels=TRAIN_Y, val_images=TEST_X,
                       reject_memorized=reject_memorized, quality_gate=quality_gate, batch_size=7)
 
@@ -203,7 +210,7 @@ def test_training_makes_the_features_separate_the_classes(tmp_path: Path) -> Non
 @pytest.fixture(scope="module")
 def probe(extractor) -> QualityProbe:
     return QualityProbe(extractor, TRAIN_X, TRAIN_Y, TEST_X, TEST_Y, TSTR_CFG, n_classes=3,
-                        latent_dim=LATENT, device=CPU)
+                        device=CPU)
 
 
 def test_probe_samples_as_many_per_class_as_the_real_split_with_seeds_generate_never_uses(
@@ -211,7 +218,7 @@ def test_probe_samples_as_many_per_class_as_the_real_split_with_seeds_generate_n
     assert counts(probe.fake_labels) == counts(TRAIN_Y)
     assert len(set(probe.fake_seeds.tolist())) == len(TRAIN_Y)
     assert probe.fake_seeds.max() < 0  # generate draws seed * 2**32 + i >= 0
-    fakes = probe.samples(copier())
+    fakes = probe.samples(as_synthesizer(copier()))
     assert fakes.shape == TRAIN_X.shape and fakes.dtype == np.uint8
     assert all(is_training_image(img) for img in fakes)  # the uint8 round trip is exact
     assert [int(TRAIN_Y[(TRAIN_X == img).all(axis=(1, 2, 3))][0]) for img in fakes] == \
@@ -219,7 +226,7 @@ def test_probe_samples_as_many_per_class_as_the_real_split_with_seeds_generate_n
 
 
 def test_probe_scores_a_copying_generator_far_above_a_collapsed_one(probe) -> None:
-    good, collapsed = probe(copier()), probe(Constant())
+    good, collapsed = probe(as_synthesizer(copier())), probe(as_synthesizer(Constant()))
     for metrics in (good, collapsed):
         for name in ("fid_domain", "kid_domain", "precision", "recall", "density", "coverage"):
             assert all(math.isfinite(metrics[f"{name}/class_{c}"]) for c in range(3))
@@ -237,17 +244,18 @@ def test_probe_scores_a_copying_generator_far_above_a_collapsed_one(probe) -> No
 def test_tstr_of_a_generator_that_swaps_the_classes_is_near_zero(probe) -> None:
     # Realistic images, every one labelled as the next class: trained on these, a classifier is
     # confidently wrong on the real test split. TSTR sees what fid_domain (pooled) cannot.
-    swapped = probe(Lookup(TRAIN_X, TRAIN_Y, shift=1, cut=-math.inf))
+    swapped = probe(as_synthesizer(Lookup(TRAIN_X, TRAIN_Y, shift=1, cut=-math.inf)))
     assert swapped["tstr_balanced_accuracy"] < 0.2
-    assert swapped["fid_domain/class_0"] > 10 * probe(copier())["fid_domain/class_0"]
+    copied = probe(as_synthesizer(copier()))
+    assert swapped["fid_domain/class_0"] > 10 * copied["fid_domain/class_0"]
 
 
 def test_probe_is_deterministic_for_the_same_generator(probe) -> None:
-    G = copier()
+    G = as_synthesizer(copier())
     first, second = probe(G), probe(G)
     assert first == second
     no_tstr = QualityProbe(probe.extractor, TRAIN_X, TRAIN_Y, TEST_X, TEST_Y, TSTR_CFG,
-                           n_classes=3, latent_dim=LATENT, device=CPU, tstr=False)(G)
+                           n_classes=3, device=CPU, tstr=False)(G)
     assert no_tstr == {k: v for k, v in first.items() if k != "tstr_balanced_accuracy"}
 
 

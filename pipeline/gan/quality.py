@@ -1,4 +1,4 @@
-"""Generator quality during training, with no downloads: `QualityProbe(G) -> metrics`.
+"""Synthesizer quality during training, with no downloads: `QualityProbe(synthesizer) -> metrics`.
 
 Synthetic images are drawn with fixed seeds (the same latents at every evaluation, so the history
 measures the generator, not sampling noise), as many per class as the real training split has, and
@@ -22,8 +22,8 @@ from torch import nn
 from pipeline.classify import inverse_frequency, predict_proba, train_classifier
 from pipeline.config import FeaturesConfig
 from pipeline.features import embed
-from pipeline.gan.train import sample
 from pipeline.metrics import generative_metrics
+from pipeline.synthesizers.base import Synthesizer
 
 
 @dataclass
@@ -35,7 +35,6 @@ class QualityProbe:
     val_labels: np.ndarray
     cfg: FeaturesConfig  # the TSTR classifier's architecture and budget
     n_classes: int
-    latent_dim: int
     device: torch.device
     seed: int = 0
     tstr: bool = True
@@ -51,12 +50,11 @@ class QualityProbe:
         self.fake_seeds = -(1 + self.seed * 2**32 + np.arange(len(self.fake_labels),
                                                               dtype=np.int64))
 
-    def samples(self, G: nn.Module) -> np.ndarray:
-        return sample(G, self.fake_labels, self.fake_seeds, latent_dim=self.latent_dim,
-                      device=self.device)
+    def samples(self, synthesizer: Synthesizer) -> np.ndarray:
+        return synthesizer.sample(self.fake_labels, self.fake_seeds)
 
-    def __call__(self, G: nn.Module) -> dict[str, float]:
-        fakes = self.samples(G)
+    def __call__(self, synthesizer: Synthesizer) -> dict[str, float]:
+        fakes = self.samples(synthesizer)
         fake_features = embed(self.extractor, fakes, device=self.device)
         metrics = generative_metrics(self.real_features, fake_features, self.train_labels,
                                      self.fake_labels, n_classes=self.n_classes, seed=self.seed)

@@ -1,0 +1,64 @@
+"""Method `dcgan`: the conditional DCGAN / MLP GAN of pipeline/gan/train.py, unchanged (`fit` is
+called with the train_gan section as before; this module only adapts its result to the contract).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline import LogFn
+from pipeline.config import Config
+from pipeline.gan.train import fit
+from pipeline.models import build_generator
+from pipeline.synthesizers.base import (
+    FORMAT, GeneratorSynthesizer, SynthQualityFn, Trained, sections,
+)
+
+SECTIONS = ("train_gan",)
+
+
+def train(
+    images: np.ndarray, labels: np.ndarray, cfg: Config, *, n_classes: int,
+    device: torch.device, log: LogFn = lambda metrics, step: None,
+    quality: SynthQualityFn | None = None, checkpoint: str | Path | None = None,
+    resume_key: str = "", notify: Callable[[str], None] = lambda message: None,
+) -> Trained:
+    gcfg = cfg.train_gan
+    meta: dict[str, Any] = {
+        "format": FORMAT, "method": "dcgan", "arch": gcfg.arch, "seed": cfg.seed,
+        "config": sections(cfg, SECTIONS), "n_classes": n_classes,
+        "sampling": {"latent_dim": gcfg.latent_dim},
+    }
+
+    def probe(G: torch.nn.Module) -> dict[str, float]:
+        return quality(GeneratorSynthesizer(G, meta=meta, device=device))  # type: ignore[misc]
+
+    result = fit(images, labels, gcfg, n_classes=n_classes, seed=cfg.seed, device=device,
+                 log=log, quality=None if quality is None else probe, checkpoint=checkpoint,
+                 resume_key=resume_key, notify=notify)
+    state = result.state
+    if result.best_state is not None:  # the EMA generator at the step with the lowest fid_domain
+        state.G_ema.load_state_dict(result.best_state)
+    best_step = state.step if result.best is None else int(result.best["step"])
+    meta.update(model_kwargs=state.model_kwargs, step=state.step, best_step=best_step)
+    return Trained(
+        GeneratorSynthesizer(state.G_ema, meta=meta, device=device), steps=state.step,
+        seconds=result.seconds, history=result.history, quality=result.quality, best=result.best,
+        images_per_second=state.step * gcfg.batch_size * gcfg.d_steps / max(result.seconds, 1e-9),
+    )
+
+
+def load(ckpt: dict[str, Any], *, device: torch.device) -> GeneratorSynthesizer:
+    ckpt = dict(ckpt)
+    G = build_generator(ckpt["arch"], **ckpt["model_kwargs"])
+    G.load_state_dict(ckpt.pop("state_dict"))
+    if "sampling" not in ckpt:  # a legacy generator/v1 checkpoint
+        ckpt.update(sampling={"latent_dim": ckpt["model_kwargs"]["latent_dim"]},
+                    n_classes=ckpt["model_kwargs"]["n_classes"],
+                    config={"train_gan": ckpt.get("train_gan", {})})
+    return GeneratorSynthesizer(G, meta=ckpt, device=device)

@@ -1,0 +1,111 @@
+"""pipeline/synthesizers: the registry, the contract, and the dcgan method's unchanged behaviour."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_images
+from pipeline.artifacts import save_checkpoint
+from pipeline.config import Config, TrainGanConfig, parse_config
+from pipeline.errors import PipelineError
+from pipeline.gan.checkpoint import save_generator
+from pipeline.gan.train import fit, sample
+from pipeline.synthesizers.base import FORMAT, load_synthesizer
+from pipeline.synthesizers.registry import METHODS, method_module
+
+CPU = torch.device("cpu")
+IMAGES, LABELS = make_images([8, 6, 4])
+
+
+def tiny_config(**train_gan) -> Config:
+    base = {"width": 8, "latent_dim": 16, "steps": 6, "batch_size": 8, "log_every": 2,
+            "eval_every": 3, "device": "cpu"}
+    return Config(seed=3, train_gan=TrainGanConfig(**{**base, **train_gan}))
+
+
+def fake_quality(synthesizer) -> dict[str, float]:
+    """A stand-in probe: fid_domain = mean pixel value of a fixed draw (through the contract)."""
+    images = synthesizer.sample(np.array([0, 1, 2]), np.array([5, 6, 7]))
+    return {"fid_domain": float(images.mean())}
+
+
+def test_the_registry_names_every_method_and_config_rejects_others() -> None:
+    assert "dcgan" in METHODS
+    for name in METHODS:
+        module = method_module(name)
+        assert callable(module.train) and callable(module.load)
+        assert "train_gan" in module.SECTIONS or name != "dcgan"
+    with pytest.raises(PipelineError, match=rf"train_gan.method: 'gan2' .*{', '.join(METHODS)}$"):
+        parse_config({"train_gan": {"method": "gan2"}})
+
+
+@pytest.mark.parametrize("arch, loss", [("dcgan", "wgan-gp"), ("mlp", "bce")])
+def test_dcgan_method_is_bit_identical_to_the_training_loop_it_wraps(arch: str, loss: str) -> None:
+    cfg = tiny_config(arch=arch, loss=loss)
+    trained = method_module("dcgan").train(IMAGES, LABELS, cfg, n_classes=3, device=CPU,
+                                           quality=fake_quality)
+    # today's path: fit + keep the best EMA generator + sample(G, ...) by latent_dim
+    direct = fit(IMAGES, LABELS, cfg.train_gan, n_classes=3, seed=cfg.seed, device=CPU,
+                 quality=lambda G: {"fid_domain": float(sample(
+                     G, np.array([0, 1, 2]), np.array([5, 6, 7]), latent_dim=16,
+                     device=CPU).mean())})
+    direct.state.G_ema.load_state_dict(direct.best_state)
+    ours = trained.synthesizer.G.state_dict()
+    for name, tensor in direct.state.G_ema.state_dict().items():
+        assert torch.equal(ours[name], tensor), name
+    assert trained.history == direct.history and trained.quality == direct.quality
+    assert trained.best == direct.best and trained.steps == 6
+    labels, seeds = np.array([2, 0, 1, 1]), np.array([0, 1, 2, 2**40])
+    expected = sample(direct.state.G_ema, labels, seeds, latent_dim=16, device=CPU)
+    np.testing.assert_array_equal(trained.synthesizer.sample(labels, seeds), expected)
+
+
+def test_a_saved_synthesizer_loads_with_weights_only_and_samples_the_same(tmp_path: Path) -> None:
+    trained = method_module("dcgan").train(IMAGES, LABELS, tiny_config(), n_classes=3,
+                                           device=CPU, quality=fake_quality)
+    path = tmp_path / "generator.pt"
+    trained.synthesizer.save(path)
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == FORMAT and raw["method"] == "dcgan" and raw["n_classes"] == 3
+    assert raw["config"]["train_gan"]["width"] == 8 and raw["sampling"] == {"latent_dim": 16}
+    assert raw["best_step"] == trained.best["step"] and raw["step"] == 6
+    loaded = load_synthesizer(path, device=CPU)
+    assert loaded.method == "dcgan" and loaded.n_classes == 3 and not loaded.G.training
+    labels, seeds = np.repeat(np.arange(3), 4), np.arange(12) + 100
+    first = loaded.sample(labels, seeds)
+    assert first.shape == (12, 8, 8, 1) and first.dtype == np.uint8
+    np.testing.assert_array_equal(first, trained.synthesizer.sample(labels, seeds))
+    # each image from its own seed: drawing one alone gives the same pixels
+    np.testing.assert_array_equal(loaded.sample(labels[5:6], seeds[5:6]), first[5:6])
+
+
+def test_a_legacy_generator_checkpoint_still_loads_as_the_dcgan_method(tmp_path: Path) -> None:
+    cfg = tiny_config()
+    result = fit(IMAGES, LABELS, cfg.train_gan, n_classes=3, seed=0, device=CPU)
+    save_generator(tmp_path / "old.pt", result.state, cfg.train_gan, seed=0)
+    loaded = load_synthesizer(tmp_path / "old.pt", device=CPU)
+    assert loaded.method == "dcgan" and loaded.n_classes == 3
+    labels, seeds = np.array([0, 1, 2]), np.array([1, 2, 3])
+    np.testing.assert_array_equal(
+        loaded.sample(labels, seeds),
+        sample(result.state.G_ema, labels, seeds, latent_dim=16, device=CPU))
+
+
+def test_other_files_are_refused_with_the_command_that_fixes_them(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "x.pt", {"format": "something/else"})
+    with pytest.raises(PipelineError, match=r"not a synthesizer checkpoint.*dvc repro train_gan"):
+        load_synthesizer(tmp_path / "x.pt", device=CPU)
+    save_checkpoint(tmp_path / "y.pt", {"format": FORMAT, "method": "gone"})
+    with pytest.raises(PipelineError, match=rf"method 'gone'.*known: {', '.join(METHODS)}\)"):
+        load_synthesizer(tmp_path / "y.pt", device=CPU)
+
+
+def test_the_default_params_pick_the_dcgan_method() -> None:
+    cfg = parse_config({})
+    assert cfg.train_gan.method == "dcgan"
+    assert dataclasses.asdict(cfg.stylegan)["ada_target"] == 0.6
