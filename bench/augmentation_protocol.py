@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the evaluate metrics here")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    overrides = [f"data.source=medmnist", f"data.path={Path(args.data).resolve()}",
+    overrides = ["data.source=medmnist", f"data.path={Path(args.data).resolve()}",
                  f"data.classes={args.classes}", "prepare.image_size=28",
                  "prepare.imbalance=none", *PROTOCOL, *args.set]
     cfg = config_with(overrides)

@@ -70,7 +70,7 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"python {platform.python_version()}")
     print(f"overrides: {args.set or 'none (default params.yaml)'}")
-    print(f"| measurement                 | seconds |\n|---|---|")
+    print("| measurement                 | seconds |\n|---|---|")
     print(f"| dvc repro (from scratch)    | {full:7.1f} |")
     print(f"|   of which train_gan loop   | {metrics['train_gan']['seconds']:7.1f} |")
     print(f"| dvc repro (no-op)           | {noop:7.1f} |")

@@ -243,7 +243,7 @@ def test_folder_not_in_class_list_is_an_error(tmp_path):
 
 
 def _manifest(tmp_path: Path, *, n_patients=20, per_patient=3, extra_rows=()) -> Path:
-    root = _png_folder(tmp_path / "imgs", {"all": n_patients * per_patient})
+    _png_folder(tmp_path / "imgs", {"all": n_patients * per_patient})
     rows = ["path,label,patient_id"]
     for p in range(n_patients):
         label = "malignant" if p % 4 == 0 else "benign"
