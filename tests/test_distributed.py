@@ -108,7 +108,7 @@ def test_train_gan_runs_on_two_processes_and_rank_0_alone_writes(torchrun_projec
                       "checkpoints/train_gan.pt", "--plots", "plots/train_gan", "--metrics",
                       "metrics/train_gan.json")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("train_gan: 8 steps in") == 1  # printed by rank 0 only
+    assert result.stdout.count("train_gan: dcgan, 8 steps in") == 1  # printed by rank 0 only
     assert "on 2 processes (cpu)" in result.stdout
     ckpt = torch.load(project / "models/generator.pt", weights_only=True)
     assert ckpt["step"] == 8
