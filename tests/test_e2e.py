@@ -336,7 +336,7 @@ def test_a_fresh_clone_reruns_every_stage_and_logs_each_to_mlflow(
     for stage in STAGES:
         assert clone.runs(f"tags.stage = '{stage}'"), stage
     variants = clone.runs("tags.kind = 'variant'")
-    assert sorted(r.data.tags["augmentation"] for r in variants) == VARIANTS
+    assert sorted(r.data.tags["variant"] for r in variants) == VARIANTS
     again = clone.dvc("repro")
     assert "Running stage" not in again.stdout
 
