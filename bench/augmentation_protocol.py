@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from overrides import medmnist
 from pipeline_inprocess import config_with, run
 
 from pipeline.device import resolve_device
@@ -44,9 +45,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the evaluate metrics here")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    overrides = ["data.source=medmnist", f"data.path={Path(args.data).resolve()}",
-                 f"data.classes={args.classes}", "prepare.image_size=28",
-                 "prepare.imbalance=none", *PROTOCOL, *args.set]
+    overrides = [*medmnist(args.data), f"data.classes={args.classes}", *PROTOCOL, *args.set]
     cfg = config_with(overrides)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()
     print(f"device: {device} ({name}), torch {torch.__version__}, "

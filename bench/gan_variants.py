@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from overrides import with_overrides
+from overrides import medmnist, with_overrides
 from sklearn.metrics import balanced_accuracy_score
 
 from pipeline.artifacts import grid_scale, image_grid, save_png
@@ -71,9 +71,8 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     base = with_overrides(yaml.safe_load((ROOT / "params.yaml").read_text()), [
-        "data.source=medmnist", f"data.path={Path(args.data).resolve()}",
-        f"prepare.image_size={args.image_size}", "prepare.imbalance=none",
-        f"train_gan.steps={args.steps}", *args.set])
+        *medmnist(args.data, image_size=args.image_size), f"train_gan.steps={args.steps}",
+        *args.set])
     cfg = parse_config(base, source="bench")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(f"device: {device} ({name or platform.machine()}), torch {torch.__version__}, "

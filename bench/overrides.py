@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -19,3 +20,9 @@ def with_overrides(params: dict[str, Any], overrides: list[str]) -> dict[str, An
             node = node.setdefault(p, {})
         node[last] = yaml.safe_load(value)
     return params
+
+
+def medmnist(path: str | Path, *, image_size: int = 28) -> list[str]:
+    """Overrides that prepare a MedMNIST-style .npz as it is: its own splits and class counts."""
+    return ["data.source=medmnist", f"data.path={Path(path).resolve()}",
+            f"prepare.image_size={image_size}", "prepare.imbalance=none"]

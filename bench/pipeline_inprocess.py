@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from overrides import with_overrides
+from overrides import medmnist, with_overrides
 
 from pipeline.balance import balance_plan
 from pipeline.config import Config, parse_config
@@ -132,8 +132,7 @@ def _random_dataset(n: int) -> list[str]:
               "test": slice(n_val, n_val + n_test)}
     np.savez(path, **{f"{k}_images": images[s] for k, s in splits.items()},
              **{f"{k}_labels": labels[s] for k, s in splits.items()})
-    return ["data.source=medmnist", f"data.path={path}", "prepare.image_size=28",
-            "prepare.imbalance=none"]
+    return medmnist(path)
 
 
 def _ci(bounds: list[float] | None) -> str:

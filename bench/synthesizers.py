@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 import yaml
 from gan_variants import ROOT
-from overrides import with_overrides
+from overrides import medmnist, with_overrides
 
 from pipeline.artifacts import grid_scale, image_grid, save_png
 from pipeline.config import parse_config
@@ -86,9 +86,7 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     base = with_overrides(yaml.safe_load((ROOT / "params.yaml").read_text()), [
-        "data.source=medmnist", f"data.path={Path(args.data).resolve()}",
-        f"prepare.image_size={args.image_size}", "prepare.imbalance=none",
-        "train_gan.steps=1000000", f"train_gan.eval_every={args.check_every}",
+        *medmnist(args.data, image_size=args.image_size), "train_gan.steps=1000000", f"train_gan.eval_every={args.check_every}",
         f"train_gan.log_every={args.check_every}", *args.set])
     cfg = parse_config(base, source="bench")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
