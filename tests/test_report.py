@@ -1,5 +1,6 @@
-"""pipeline/report.py and stages/report.py: the verdict on worked numbers, the HTML page and its
-figures on realistic fixtures (a binary and a 10-class run), and the stage's command line."""
+"""pipeline/report and stages/report.py: the verdict on worked numbers, the HTML page and its
+figures on realistic fixtures (a binary and a 10-class run), and the stage's command line.
+Page checks read the visible text and the tables' cells, not the markup."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import re
 import runpy
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +18,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import pipeline.report as report
+import pipeline.report.figures
+import pipeline.report.page
 import pipeline.tracking
 from pipeline.artifacts import image_grid, save_png
 from pipeline.errors import PipelineError
-from pipeline.report import build_report, load_inputs, verdict
+from pipeline.report import build_report, load_inputs, plot_confusions, plot_roc, verdict
 
 REPO = Path(__file__).resolve().parents[1]
 BINARY = ["malignant", "benign"]
@@ -30,14 +33,14 @@ BINARY = ["malignant", "benign"]
 
 def variant(ba: float, mr: float, *, auc: float | None = 0.9, ba_ci=None, mr_ci=None,
             vs: tuple | None = None, recall: dict | None = None, minority: int = 0,
-            n_train: int = 546) -> dict[str, Any]:
+            n_train: int = 546, synthetic: bool = False) -> dict[str, Any]:
     """One object of metrics/evaluate.json. vs = (ba_delta, ba_ci, mr_delta, mr_ci, auc_delta)."""
     m = {"accuracy": ba + 0.02, "balanced_accuracy": ba, "macro_f1": ba - 0.01, "roc_auc": auc,
          "minority_recall": mr, "minority_precision": 0.6, "recall": recall or {"0": mr, "1": 0.9},
          "balanced_accuracy_ci95": list(ba_ci or (ba - 0.05, ba + 0.05)),
          "minority_recall_ci95": list(mr_ci or (mr - 0.1, mr + 0.1)),
          "balanced_accuracy_seed_std": 0.01, "n_train": n_train, "n_seeds": 3,
-         "minority_class": minority}
+         "minority_class": minority, "synthetic": synthetic}
     if len(m["recall"]) == 2:  # binary: the minority class is the positive one
         m["sensitivity"], m["specificity"] = mr, m["recall"][str(1 - minority)]
     if vs is not None:
@@ -57,7 +60,8 @@ def binary_evaluate() -> dict[str, dict]:
         "smote": variant(0.800, 0.640, auc=0.840,
                          vs=(0.020, (-0.020, 0.060), 0.090, (-0.030, 0.210), -0.010)),
         "gan": variant(0.840, 0.760, auc=0.870, ba_ci=(0.780, 0.890), mr_ci=(0.620, 0.880),
-                       vs=(0.060, (0.020, 0.100), 0.210, (0.100, 0.330), 0.020), n_train=798),
+                       vs=(0.060, (0.020, 0.100), 0.210, (0.100, 0.330), 0.020), n_train=798,
+                       synthetic=True),
     }
 
 
@@ -128,7 +132,8 @@ def ten_class_evaluate() -> dict[str, dict]:
     return {
         "real": variant(0.951, 0.778, auc=0.9989, recall=recall(0.22), minority=9, n_train=483),
         "gan": variant(0.918, 0.556, auc=0.9979, recall=recall(0.44), minority=9, n_train=1240,
-                       vs=(-0.033, (-0.060, -0.008), -0.222, (-0.410, -0.040), -0.001)),
+                       vs=(-0.033, (-0.060, -0.008), -0.222, (-0.410, -0.040), -0.001),
+                       synthetic=True),
     }
 
 
@@ -204,8 +209,14 @@ def test_the_page_names_the_selection_and_shows_the_selection_grid(tmp_path: Pat
     inputs = load_inputs(root / "metrics", root / "plots")
     assert inputs.selection["gan"] == "gan" and inputs.headline["n_test"] == 156
     text = build_report(inputs, out_dir=root / "reports").read_text()
-    assert "Chosen by <code>val_balanced_accuracy</code> on the validation split: GAN " \
-           "configuration <b>gan</b>, baseline <b>class_weight</b>" in text
+    shown = visible(text)
+    assert "Chosen by val_balanced_accuracy on the validation split: GAN configuration gan, " \
+           "baseline class_weight. The test columns below are reported, never used to choose." \
+        in shown
+    # the page's summary is the verdict, led by the validation-chosen pair
+    assert "Summary " + verdict(binary_evaluate(), class_names=BINARY,
+                                test_counts={"0": 42, "1": 114},
+                                headline=headline_of(0.03, (-0.02, 0.08))) in shown
     assert 'src="figures/selection.png"' in text
 
 
@@ -223,7 +234,8 @@ def test_verdict_says_when_gan_is_worse_and_real_wins() -> None:
 
 def test_verdict_reports_a_mixed_result_and_a_lower_auc() -> None:
     ev = {"real": variant(0.80, 0.50, auc=0.90),
-          "gan": variant(0.79, 0.70, auc=0.88, vs=(-0.01, (-0.04, 0.02), 0.2, (0.05, 0.35), -0.02))}
+          "gan": variant(0.79, 0.70, auc=0.88, vs=(-0.01, (-0.04, 0.02), 0.2, (0.05, 0.35), -0.02),
+                         synthetic=True)}
     text = verdict(ev, class_names=BINARY)
     assert "A mixed result: gan is better on minority recall and worse on balanced accuracy " \
            "than real." in text
@@ -257,13 +269,103 @@ def test_verdict_with_one_variant_no_real_or_no_intervals() -> None:
     assert "gan has the highest balanced accuracy (0.840); there is no real variant" in text
     no_ci = {"real": variant(0.78, 0.55), "gan": variant(0.84, 0.76)}  # evaluate.bootstrap: 0
     assert "+0.060 vs real (no interval recorded" in verdict(no_ci, class_names=BINARY)
-    only_gan = verdict({"gan": variant(0.8, 0.5), "gan_class_weight": variant(0.8, 0.6)},
+    only_gan = verdict({"gan": variant(0.8, 0.5, synthetic=True),
+                        "gan_class_weight": variant(0.8, 0.6, synthetic=True)},
                        class_names=BINARY)
     assert "gan and gan_class_weight tie for the highest balanced accuracy (0.800)" in only_gan
     assert "Only GAN variants were evaluated" in only_gan
 
 
+def test_the_verdict_groups_variants_by_what_evaluate_recorded_not_by_their_names() -> None:
+    ev = {"real": variant(0.80, 0.50), "mixup": variant(0.84, 0.70, synthetic=True),
+          "gan_lookalike": variant(0.82, 0.60)}
+    text = verdict(ev, class_names=BINARY)
+    assert "Against the best variant without synthetic images (gan_lookalike), mixup has " \
+           "balanced accuracy 0.840 vs 0.820 (+0.020)" in text
+    chosen = verdict(ev, class_names=BINARY, headline={
+        **headline_of(0.02, (-0.02, 0.06)), "gan": "mixup", "baseline": "gan_lookalike"})
+    assert "mixup, the best of 1 GAN configuration, and gan_lookalike" in chosen
+
+
 # --- the page -------------------------------------------------------------------------------------
+
+BLOCKS = {"h1", "h2", "h3", "p", "div", "ul", "li", "section", "figure", "figcaption", "table",
+          "tr", "td", "th", "br"}
+
+
+class _PageReader(HTMLParser):
+    """The page as a reader sees it: its text (blocks apart), and each table as rows of cell
+    texts (bold text as *x*, a line break as a space)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.text: list[str] = []
+        self.tables: list[list[list[str]]] = []
+        self.cell: list[str] | None = None
+        self.skip = False
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag in BLOCKS:
+            self.text.append(" ")
+        if tag in ("title", "style", "script"):
+            self.skip = True
+        elif tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self.cell = []
+        elif tag == "b" and self.cell is not None:
+            self.cell.append("*")
+        elif tag == "br" and self.cell is not None:
+            self.cell.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in BLOCKS:
+            self.text.append(" ")
+        if tag in ("title", "style", "script"):
+            self.skip = False
+        elif tag in ("td", "th") and self.cell is not None:
+            self.tables[-1][-1].append("".join(self.cell).strip())
+            self.cell = None
+        elif tag == "b" and self.cell is not None:
+            self.cell.append("*")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.text.append(data)
+            if self.cell is not None:
+                self.cell.append(data)
+
+
+def visible(page: str) -> str:
+    """The page's text with whitespace runs collapsed."""
+    reader = _PageReader()
+    reader.feed(page)
+    return " ".join("".join(reader.text).split())
+
+
+def table(page: str, corner: str) -> dict[str, list[str]]:
+    """The table whose top-left cell is `corner`: first cell of a row -> the row's other cells."""
+    reader = _PageReader()
+    reader.feed(page)
+    for rows in reader.tables:
+        if rows and rows[0] and rows[0][0] == corner:
+            return {row[0]: row[1:] for row in rows}
+    raise AssertionError(f"no table headed {corner!r}")
+
+
+def kv(page: str) -> dict[str, str]:
+    """Every key-value row of the page's two-column tables."""
+    reader = _PageReader()
+    reader.feed(page)
+    return {row[0]: row[1] for rows in reader.tables for row in rows if len(row) == 2}
+
+
+def cell(rows: dict[str, list[str]], row: str, column: str) -> str:
+    header = next(iter(rows.values()))
+    return rows[row][header.index(column)]
+
 
 def png_size(path: Path) -> tuple[int, int]:
     with Image.open(path) as im:
@@ -290,29 +392,42 @@ def binary_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_page_shows_the_verdict_and_every_variant_with_formatted_numbers(binary_report) -> None:
     page, text = binary_report
     assert page.name == "index.html"
-    assert '<p class="verdict">gan has the highest balanced accuracy (0.840)' in text
-    for v in binary_evaluate():
-        assert f"<th>{v}</th>" in text
+    shown = visible(text)
+    assert "Summary " + verdict(binary_evaluate(), class_names=BINARY,
+                                test_counts={"0": 42, "1": 114}) in shown
+    variants = table(text, "variant")
+    assert list(variants)[1:] == list(binary_evaluate())
     # value, bold as the column's best, with its interval beneath
-    assert '<td class="num"><b>0.840</b><br><span class="ci">[0.780, 0.890]</span></td>' in text
-    assert '<td class="num">0.780<br><span class="ci">[0.720, 0.840]</span></td>' in text
-    # paired differences: green where the interval is above 0, plain where it contains 0
-    assert ('<td class="num up"><b>+0.060</b><br><span class="ci">[+0.020, +0.100]</span></td>'
-            in text)
-    assert '<td class="num">+0.030<br><span class="ci">[-0.010, +0.070]</span></td>' in text
-    # dataset table: test counts per class; GAN metrics incl. keys added later (fid_domain)
-    assert "<tr><th>malignant</th>" in text and ">42</td>" in text
-    assert "<th>fid_domain</th><td>12.5</td>" in text
-    assert "<th>images_per_second</th><td>1,258</td>" in text
+    assert cell(variants, "gan", "balanced accuracy") == "*0.840* [0.780, 0.890]"
+    assert cell(variants, "real", "balanced accuracy") == "0.780 [0.720, 0.840]"
+    assert cell(variants, "gan", "training images") == "798"
     # a column where every variant ties is not bold
-    assert "<b>0.600</b>" not in text and '<td class="num">0.600</td>' in text
+    assert [cell(variants, v, "minority precision") for v in binary_evaluate()] == ["0.600"] * 4
+    # paired differences against real, with their paired intervals
+    deltas = table(text, "variant vs real")
+    assert list(deltas)[1:] == ["class_weight", "smote", "gan"]
+    assert cell(deltas, "gan", "Δ balanced accuracy") == "*+0.060* [+0.020, +0.100]"
+    assert cell(deltas, "class_weight", "Δ balanced accuracy") == "+0.030 [-0.010, +0.070]"
+    assert cell(deltas, "smote", "Δ ROC AUC") == "-0.010"
+    # dataset table: counts per class; GAN metrics incl. keys added later (fid_domain)
+    dataset = table(text, "class")
+    assert cell(dataset, "malignant", "test") == "42"
+    assert cell(dataset, "benign", "synthetic added") == "0"
+    gan_training = kv(section(text, "GAN training"))
+    assert gan_training["fid_domain"] == "12.5" and gan_training["images_per_second"] == "1,258"
+    assert gan_training["device"] == "cpu" and gan_training["steps"] == "1500"
     # the MLflow table, transposed: one row per metric, one column per variant in file order
-    assert "<tr><th>metric</th><th>real</th><th>gan</th></tr>" in text
-    assert "<tr><th>balanced_accuracy_ci95_lo</th><td class=\"num\">0.720</td>" \
-           "<td class=\"num\">0.781</td></tr>" in text
-    assert '<tr><th>n_train</th><td class="num">546</td><td class="num">798</td></tr>' in text
-    assert "MLflow table unavailable" not in text
-    assert "How to read this" in text and "mean over 3 classifier seeds" in text
+    mlflow = table(text, "metric")
+    assert mlflow["metric"] == ["real", "gan"]
+    assert mlflow["balanced_accuracy_ci95_lo"] == ["0.720", "0.781"]
+    assert mlflow["n_train"] == ["546", "798"]
+    assert "MLflow table unavailable" not in shown
+    assert "How to read this Every number is the mean over 3 classifier seeds" in shown
+
+
+def section(page: str, title: str) -> str:
+    """The HTML of one <h2> section of the page."""
+    return page.split(f"<h2>{title}</h2>", 1)[1].split("<h2", 1)[0]
 
 
 def test_every_image_on_the_page_is_a_png_of_sensible_size(binary_report) -> None:
@@ -333,18 +448,26 @@ def test_every_image_on_the_page_is_a_png_of_sensible_size(binary_report) -> Non
 
 def test_quality_and_privacy_numbers_are_shown(binary_report) -> None:
     _, text = binary_report
-    section = text.split("Synthetic image quality and privacy", 1)[1].split("<h2", 1)[0]
-    assert "FID in the in-project feature space" in section
-    assert "<td>0.71</td>" in section and "<td>0.84</td>" in section and "<td>1000</td>" in section
-    assert "memorization rate: share of drawn synthetic images" in section
-    assert "<td>0.0125</td>" in section and "<td>0.9877</td>" in section
-    assert "figures/closest_pairs.png" in section
+    quality = section(text, "Synthetic image quality and privacy")
+    rows = kv(quality)
+    assert rows["FID in the in-project feature space (lower is better)"] == "12.5"
+    assert rows["TSTR: classifier trained on synthetic only, balanced accuracy on the real "
+                "validation split"] == "0.71"
+    assert rows["the same classifier trained on the real training split"] == "0.84"
+    assert rows["generator kept: the training step with the lowest FID"] == "1000"
+    assert rows["memorization rate: share of drawn synthetic images closer to a training image "
+                "than 99% of real validation images are"] == "0.0125"
+    assert rows["acceptance rate of the memorization filter and quality gate"] == "0.9877"
+    assert "KID in the same space (lower is better; ~0 = indistinguishable)" not in rows
+    assert "figures/closest_pairs.png" in quality
 
 
 def test_a_variant_without_its_roc_csv_is_listed_not_fatal(binary_report) -> None:
     _, text = binary_report
-    assert "Inputs not found" in text
-    assert re.search(r"<li><code>[^<]*evaluate/roc_smote\.csv</code></li>", text)
+    missing = visible(section(text, "Inputs not found")).split()
+    assert len(missing) == 1 and missing[0].endswith("plots/evaluate/roc_smote.csv")
+    roc = visible(section(text, "ROC of the minority class"))
+    assert roc.startswith("The minority class against all others.")  # the figure is there
 
 
 def test_ten_classes_without_mlflow(tmp_path: Path) -> None:
@@ -354,26 +477,40 @@ def test_ten_classes_without_mlflow(tmp_path: Path) -> None:
     page = build_report(inputs, out_dir=root / "reports", mlflow_table=pd.DataFrame(),
                         mlflow_note="tracking not available")
     text = page.read_text()
-    assert "MLflow table unavailable (tracking not available)" in text
+    assert "MLflow table unavailable (tracking not available)" in visible(text)
     assert "Inputs not found" not in text
-    assert "<tr><th>9 (minority)</th>" in text
     # class 9's recall: real 0.778, gan 0.556; real's is the best, so bold
-    row = re.search(r"<tr><th>9 \(minority\)</th>(.*?)</tr>", text).group(1)
-    assert re.findall(r"<td[^>]*>(.*?)</td>", row) == ["27", "<b>0.780</b>", "0.560"]
+    recall = table(section(text, "Per-class recall"), "class")
+    assert recall["9 (minority)"] == ["27", "*0.780*", "0.560"]
     for src in image_sources(text):
         assert (page.parent / src).stat().st_size > 5000
     width, height = png_size(page.parent / "figures/confusion.png")
     assert width > height > 300  # two 10x10 matrices side by side
 
 
-def test_confusion_matrix_counts() -> None:
-    frame = pd.DataFrame({"actual": [0, 0, 1, 1, 1, 2], "predicted": [0, 1, 1, 1, 2, 2]})
-    np.testing.assert_array_equal(report.confusion_matrix(frame, 3),
-                                  [[1, 1, 0], [0, 2, 1], [0, 0, 1]])
+def test_confusion_figure_shows_the_counts_per_actual_and_predicted_class() -> None:
+    # the last row's class 3 is not one of the three classes: left out
+    frame = pd.DataFrame({"actual": [0, 0, 1, 1, 1, 2, 3], "predicted": [0, 1, 1, 1, 2, 2, 0]})
+    ax = plot_confusions({"gan": frame}, ["a", "b", "c"]).axes[0]
+    cells = {(int(t.get_position()[1]), int(t.get_position()[0])): int(t.get_text())
+             for t in ax.texts}  # (actual, predicted) -> count
+    counts = [[cells[(i, j)] for j in range(3)] for i in range(3)]
+    assert counts == [[1, 1, 0], [0, 2, 1], [0, 0, 1]]
+    share = ax.get_images()[0].get_array()  # colour: share of the actual class
+    np.testing.assert_allclose(share[1], [0, 2 / 3, 1 / 3])
+
+
+def test_roc_legend_gives_the_area_under_each_curve() -> None:
+    square = pd.DataFrame({"fpr": [0.0, 0.5, 1.0], "tpr": [0.0, 1.0, 1.0]})  # area 0.75
+    chance = pd.DataFrame({"fpr": [0.0, 1.0], "tpr": [0.0, 1.0]})
+    ax = plot_roc({"gan": square, "real": chance}, minority_name="'malignant'").axes[0]
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels == ["gan (AUC 0.750)", "real (AUC 0.500)", "chance"]
+    assert ax.get_title() == "ROC: minority class 'malignant' vs rest"
 
 
 def test_text_from_the_inputs_is_escaped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(report, "_save_figures", lambda *args: {})  # the HTML is what matters
+    monkeypatch.setattr(pipeline.report.page, "save_figures", lambda *args: {})  # the HTML is what matters
     names = ["<b>malignant</b>", "benign & normal"]
     root = write_outputs(tmp_path, class_names=names, evaluate=binary_evaluate())
     text = build_report(load_inputs(root / "metrics", root / "plots"),
@@ -392,7 +529,7 @@ def test_a_failed_build_keeps_the_previous_report(tmp_path: Path,
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(report, "plot_class_counts", broken)
+    monkeypatch.setattr(pipeline.report.figures, "plot_class_counts", broken)
     with pytest.raises(RuntimeError):
         build_report(inputs, out_dir=root / "reports")
     assert [p.name for p in (root / "reports").iterdir()] == ["index.html"]
@@ -406,6 +543,9 @@ def test_a_failed_build_keeps_the_previous_report(tmp_path: Path,
     (lambda root: (root / "metrics/evaluate.json").write_text(
         '{"variants": {"gan": {"accuracy": 1}}}'),
      "variant 'gan' has no balanced_accuracy"),
+    (lambda root: (root / "metrics/evaluate.json").write_text(
+        '{"variants": {"gan": {"balanced_accuracy": 0.8}}}'),
+     "variant 'gan' does not say whether it used synthetic images"),
     (lambda root: (root / "plots/evaluate/roc_gan.csv").write_text("a,b\n1,2\n"),
      "roc_gan.csv: missing column(s) fpr, tpr"),
     (lambda root: (root / "metrics/prepare.json").unlink(),
@@ -484,8 +624,8 @@ def test_stage_writes_the_report_and_logs_it(
     logged = sorted(name for name, where in run.artifacts if where == "figures")
     assert logged == sorted(p.name for p in (root / "reports/figures").glob("*.png"))
     assert len(logged) == 14  # 10 figures + the 4 original grids
-    assert '<tr><th>minority_recall</th><td class="num">0.765</td></tr>' in \
-        (root / "reports/index.html").read_text()
+    assert table((root / "reports/index.html").read_text(), "metric")["minority_recall"] == \
+        ["0.765"]
 
 
 def test_stage_falls_back_to_evaluate_json_when_mlflow_cannot_answer(
@@ -493,14 +633,14 @@ def test_stage_falls_back_to_evaluate_json_when_mlflow_cannot_answer(
     capsys: pytest.CaptureFixture,
 ) -> None:
     root = write_outputs(tmp_path, class_names=BINARY, evaluate=binary_evaluate())
-    monkeypatch.setattr(report, "_save_figures", lambda *args: {})  # figures: tested above
+    monkeypatch.setattr(pipeline.report.page, "save_figures", lambda *args: {})  # tested above
     fake_tracking["table"] = ConnectionError("server down\nmore detail")
     code, out, _ = run_stage_here(root, monkeypatch, capsys)
     assert code == 0
     assert "MLflow query failed: ConnectionError: server down" in out
-    text = (root / "reports/index.html").read_text()
+    text = visible((root / "reports/index.html").read_text())
     assert "MLflow table unavailable (MLflow query failed: ConnectionError: server down)" in text
-    assert '<p class="verdict">gan has the highest balanced accuracy' in text
+    assert "Summary gan has the highest balanced accuracy" in text
 
 
 def test_stage_without_evaluate_json_fails_with_one_line(
@@ -517,7 +657,9 @@ def test_stage_without_evaluate_json_fails_with_one_line(
     assert fake_tracking["runs"] == []  # failed before opening an MLflow run
 
 
-def test_the_page_says_what_prepare_did_to_the_data_before_the_verdict(tmp_path: Path) -> None:
+def test_the_page_says_what_prepare_did_to_the_data_before_the_verdict(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline.report.page, "save_figures", lambda *args: {})
     root = write_outputs(tmp_path / "run", class_names=BINARY, evaluate=binary_evaluate())
     prepare = json.loads((root / "metrics/prepare.json").read_text())
     prepare.update(
@@ -529,34 +671,46 @@ def test_the_page_says_what_prepare_did_to_the_data_before_the_verdict(tmp_path:
     (root / "metrics/prepare.json").write_text(json.dumps(prepare))
     page = build_report(load_inputs(root / "metrics", root / "plots"),
                         out_dir=tmp_path / "reports").read_text()
-    glance = page.index('<p class="glance">')
-    notice = page.index('<div class="notice">')
-    assert glance < notice < page.index('<p class="verdict">')
-    assert ("<li>Resized 780 images (780 at 28x28) to 8x8 (prepare.image_size: 8; null keeps the "
-            "native size).</li><li>Removed 367 of 546 training images &lt;b&gt;.</li>") in page
-    assert ("training images per class: malignant: 147, benign: 399; test split 156 images; "
-            "images 8×8 px.") in page
-    assert "<th>resized</th><td>780 images to 8x8 px</td>" in page
-    assert "<th>removed to simulate imbalance</th><td>367 of 546 training images (long_tail)" \
-        in page
-    # the variants the verdict names are explained in words next to it
-    assert "<b>smote</b>: SMOTE: new rare-class images interpolated between real ones" in page
-    assert "oversample</b>" not in page  # only the variants this run has
+    # first what the data is, then what the pipeline did to it, then the verdict
+    assert visible(page).startswith(
+        "Does GAN augmentation help? Pipeline report "
+        "Data: digits, 2 classes; training images per class: malignant: 147, benign: 399; "
+        "test split 156 images; images 8×8 px. "
+        "The pipeline changed the data before training "
+        "Resized 780 images (780 at 28x28) to 8x8 (prepare.image_size: 8; null keeps the native "
+        "size). Removed 367 of 546 training images <b>. "
+        "Summary gan has the highest balanced accuracy (0.840)")
+    assert "Removed 367 of 546 training images &lt;b&gt;." in page  # escaped, shown as written
+    facts = kv(section(page, "Dataset and class balance"))
+    assert facts["resized"] == "780 images to 8x8 px"
+    assert facts["removed to simulate imbalance"] == "367 of 546 training images (long_tail)"
+    assert facts["imbalance ratio (train, largest / smallest)"] == "2.714"  # 399 / 147
 
 
-def test_no_notice_when_prepare_changed_nothing(tmp_path: Path) -> None:
+def test_no_notice_when_prepare_changed_nothing(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline.report.page, "save_figures", lambda *args: {})
     root = write_outputs(tmp_path / "run", class_names=BINARY, evaluate=binary_evaluate())
-    page = build_report(load_inputs(root / "metrics", root / "plots"),
-                        out_dir=tmp_path / "reports").read_text()
-    assert 'class="notice"' not in page and '<p class="glance">' in page
+    shown = visible(build_report(load_inputs(root / "metrics", root / "plots"),
+                                 out_dir=tmp_path / "reports").read_text())
+    assert "training images per class: malignant: 147, benign: 399" in shown
+    assert "changed the data" not in shown
 
 
-def test_the_legend_explains_each_variant_family_once() -> None:
-    ev = {"real": variant(0.8, 0.6), "gan@0.5": {**variant(0.81, 0.6), "variant": "gan"},
-          "gan@balance": {**variant(0.8, 0.62), "variant": "gan"},
-          "gan_pretrain": {**variant(0.8, 0.6), "variant": "gan_pretrain"}}
-    legend = report._legend_html(ev)
-    assert legend.count("<b>gan</b>") == 1 and "@r adds r times each rare class" in legend
-    assert "<b>gan_pretrain</b>: first trained on synthetic images only" in legend
-    assert legend.index("<b>real</b>") < legend.index("<b>gan</b>") < legend.index("gan_pretrain")
-
+def test_the_legend_explains_each_variant_family_once(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline.report.page, "save_figures", lambda *args: {})
+    ev = {"real": {**variant(0.8, 0.6), "variant": "real"},
+          "gan@0.5": {**variant(0.81, 0.6, synthetic=True), "variant": "gan"},
+          "gan@balance": {**variant(0.8, 0.62, synthetic=True), "variant": "gan"},
+          "gan_pretrain": {**variant(0.8, 0.6, synthetic=True), "variant": "gan_pretrain"}}
+    root = write_outputs(tmp_path / "run", class_names=BINARY, evaluate=ev)
+    shown = visible(build_report(load_inputs(root / "metrics", root / "plots"),
+                                 out_dir=tmp_path / "reports").read_text())
+    legend = shown.split("Summary ", 1)[1].split(" Not available", 1)[0]  # no figures here
+    assert legend.endswith(
+        "real: the training images as they are, no balancing; "
+        "gan: real images plus the best-scored GAN-generated (synthetic) ones; @r adds r times "
+        "each rare class's count, @balance fills it up to the largest class; "
+        "gan_pretrain: first trained on synthetic images only, then on the real ones.")
+    assert "smote:" not in legend  # only the families this run has

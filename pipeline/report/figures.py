@@ -189,7 +189,7 @@ def plot_confusions(confusion: Mapping[str, pd.DataFrame], class_names: Sequence
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     image = None
     for ax, (v, frame) in zip(axes, confusion.items()):
-        counts = confusion_matrix(frame["actual"], frame["predicted"], labels=np.arange(n))
+        counts = confusion_counts(frame, n)
         with np.errstate(invalid="ignore", divide="ignore"):
             share = counts / counts.sum(axis=1, keepdims=True)
         image = ax.imshow(np.nan_to_num(share), cmap="Blues", vmin=0, vmax=1)
@@ -231,6 +231,15 @@ def plot_grid(path: Path, class_names: Sequence[str], *, title: str) -> Figure:
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def confusion_counts(frame: pd.DataFrame, n_classes: int) -> np.ndarray:
+    """(K, K) test images by [actual, predicted] from evaluate's CSV; labels outside 0..K-1 are
+    left out. All zeros when no row has a known actual class (sklearn refuses that case)."""
+    labels = np.arange(n_classes)
+    if not np.isin(frame["actual"].to_numpy(), labels).any():
+        return np.zeros((n_classes, n_classes), dtype=np.int64)
+    return confusion_matrix(frame["actual"], frame["predicted"], labels=labels)
 
 
 def roc_area(frame: pd.DataFrame) -> float:
