@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_report import BINARY, binary_evaluate, ten_class_evaluate, write_outputs
+from report_fixtures import BINARY, binary_evaluate, ten_class_evaluate, write_outputs
 
 from pipeline.report import build_report, load_inputs
 
