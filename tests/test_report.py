@@ -285,3 +285,9 @@ def test_the_report_templates_are_package_data() -> None:
     data = [p.name for p in (REPO / "pipeline/report").iterdir()
             if p.is_file() and p.suffix not in (".py", ".pyc")]
     assert data and all(any(fnmatch(name, pat) for pat in patterns) for name in data), data
+
+
+def test_every_variant_evaluate_can_run_is_explained_in_words() -> None:
+    from pipeline.config import VARIANT_NAMES
+
+    assert set(pipeline.report.page.VARIANT_WORDS) == set(VARIANT_NAMES)

@@ -53,7 +53,7 @@ def build_report(
         made = save_figures(inputs, figures, names)
         body = _page_body(inputs, names, made, mlflow_table, mlflow_note)
         page = _template("page.html").substitute(style=_resource("style.css"), body=body)
-        (tmp / "index.html").write_text(page, encoding="utf-8")
+        (tmp / "index.html").write_text(page + "\n", encoding="utf-8")
     return out_dir / "index.html"
 
 
@@ -171,7 +171,5 @@ def _resource(name: str) -> str:
 
 
 def _template(name: str) -> Template:
-    """A package file with $placeholders; the trailing newline of the file is not part of it
-    except for the page itself."""
-    text = _resource(name)
-    return Template(text if name == "page.html" else text.rstrip("\n"))
+    """A package file with $placeholders, without the file's final newline."""
+    return Template(_resource(name).rstrip("\n"))
