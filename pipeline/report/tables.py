@@ -40,6 +40,7 @@ QUALITY_ROWS = [
 
 
 def quality_table(inputs: ReportInputs) -> str:
+    """Generator quality (FID, KID, PRDC, TSTR) and privacy (memorization) rows that exist."""
     docs = {"train_gan": inputs.train_gan, "generate": inputs.generate}
     rows = {label: docs[doc][key] for doc, key, label in QUALITY_ROWS if key in docs[doc]}
     if not rows:
@@ -48,6 +49,8 @@ def quality_table(inputs: ReportInputs) -> str:
 
 
 def dataset_tables(inputs: ReportInputs, names: Sequence[str]) -> str:
+    """Facts about the data, then images per class at each step (before imbalancing, real,
+    synthetic added, after balancing, val, test)."""
     p, g = inputs.prepare, inputs.generate
     resized, removed = p.get("resized"), p.get("simulated_imbalance")
     shape = p.get("image_shape") or []
@@ -99,6 +102,7 @@ DELTA_COLUMNS = [
 
 
 def selection_html(selection: Mapping[str, Any]) -> str:
+    """Which GAN configuration and baseline validation chose (empty when evaluate chose none)."""
     if not selection.get("gan") and not selection.get("baseline"):
         return ""
     return (f"<p>Chosen by <code>{esc(str(selection.get('by')))}</code> on the validation split: "
@@ -108,6 +112,8 @@ def selection_html(selection: Mapping[str, Any]) -> str:
 
 
 def variant_tables(ev: Mapping[str, Mapping[str, Any]]) -> str:
+    """One row per variant (test metrics, intervals beneath), then the paired differences
+    against `real`."""
     cols = [c for c in METRIC_COLUMNS if any(is_number(m.get(c[1])) for m in ev.values())]
     head = ("<tr><th>variant</th><th>training images</th>"
             + "".join(f"<th>{esc(t)}</th>" for t, _, _ in cols)
@@ -200,6 +206,7 @@ COUNT_METRICS = ("n_train", "n_seeds", "minority_class")
 
 
 def kv_table(items: Mapping[str, Any]) -> str:
+    """A two-column table: key, value."""
     rows = "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(show(v))}</td></tr>"
                    for k, v in items.items())
     return f'<table class="kv">{rows}</table>'
