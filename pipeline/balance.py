@@ -1,9 +1,11 @@
-"""How many synthetic images each class needs: a pure function of class counts and the target."""
+"""Pure functions of class counts: how many synthetic images each class needs, and loss weights."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+
+import numpy as np
 
 from pipeline.errors import PipelineError
 
@@ -31,3 +33,9 @@ def balance_plan(
         raise PipelineError(f"generate.target: {target!r} is not one of {', '.join(goals)}")
     goal = goals[target]
     return {c: max(0, goal - n) for c, n in counts.items()}
+
+
+def inverse_frequency(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """scikit-learn's 'balanced' weights: n / (K * n_c); 0 for absent classes."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    return np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0.0)
