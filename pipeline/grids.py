@@ -1,4 +1,4 @@
-"""Image grids for people to look at (PNG plots of train_gan and generate): one row per class."""
+"""generate's image grids, for people to look at (PNG plots): one row per class."""
 
 from __future__ import annotations
 
@@ -11,19 +11,9 @@ from pipeline.artifacts import grid_scale, image_grid
 if TYPE_CHECKING:
     from pipeline.pool import SyntheticPool
     from pipeline.synthesize import Synthesis
-    from pipeline.synthesizers.base import Synthesizer
 
-GRID_PER_CLASS = 8  # generate's grids: images per class and side
+GRID_PER_CLASS = 8  # images per class and side
 CLOSEST_PAIRS = 8
-SAMPLES_PER_CLASS = 10  # train_gan's sample grid
-
-
-def class_samples(synthesizer: Synthesizer, n_classes: int, image_size: int) -> np.ndarray:
-    """One row per class: SAMPLES_PER_CLASS images drawn with seeds 0, 1, ... in class order."""
-    class_labels = np.repeat(np.arange(n_classes), SAMPLES_PER_CLASS)
-    fakes = synthesizer.sample(class_labels, np.arange(len(class_labels)))
-    return image_grid([fakes[class_labels == c] for c in range(n_classes)],
-                      scale=grid_scale(image_size))
 
 
 def real_vs_synthetic(images: np.ndarray, labels: np.ndarray, synth: np.ndarray,

@@ -1,5 +1,5 @@
 """The train_gan stage's work around a method's `train`: the resume key of its training state,
-a progress bar, and the metrics summary of the kept model."""
+a progress bar, the sample grid and the metrics summary of the kept model."""
 
 from __future__ import annotations
 
@@ -11,14 +11,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 import pipeline
-from pipeline.artifacts import file_sha256
+from pipeline.artifacts import file_sha256, grid_scale, image_grid
 from pipeline.config import Config
-from pipeline.synthesizers.base import Trained
+from pipeline.synthesizers.base import Synthesizer, Trained
 from pipeline.synthesizers.registry import method_module
+
+SAMPLES_PER_CLASS = 10
 
 
 def resume_key(cfg: Config, device: torch.device, train: Path, features: str | Path) -> str:
@@ -59,6 +62,14 @@ def progress(steps: int) -> Iterator[tuple[Callable[[dict, int], None], Callable
         yield log, notify
     finally:
         bar.close()
+
+
+def class_samples(synthesizer: Synthesizer, n_classes: int, image_size: int) -> np.ndarray:
+    """One row per class: SAMPLES_PER_CLASS images drawn with seeds 0, 1, ... in class order."""
+    class_labels = np.repeat(np.arange(n_classes), SAMPLES_PER_CLASS)
+    fakes = synthesizer.sample(class_labels, np.arange(len(class_labels)))
+    return image_grid([fakes[class_labels == c] for c in range(n_classes)],
+                      scale=grid_scale(image_size))
 
 
 def summary(result: Trained, *, method: str, trtr: float, n_train: int, n_classes: int,

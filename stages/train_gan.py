@@ -16,10 +16,9 @@ import pandas as pd
 from pipeline.artifacts import load_split, save_csv, save_png
 from pipeline.features import load_extractor
 from pipeline.gan.quality import QualityProbe
-from pipeline.grids import class_samples
 from pipeline.stage import Stage, n_classes_of, run
 from pipeline.synthesizers.registry import method_module
-from pipeline.train_gan import done_line, progress, resume_key, summary
+from pipeline.train_gan import class_samples, done_line, progress, resume_key, summary
 
 
 def main(s: Stage) -> None:
