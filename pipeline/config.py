@@ -276,7 +276,7 @@ DEFAULT_VARIANTS = ("real", "class_weight", "oversample", "smote", "gan", "gan_p
 class EvaluateConfig:
     # Training sets compared, all with the same classifier, step budget and seeds:
     #   real              the imbalanced training split as it is
-    #   real_noaug        real without classifier-side augmentation (the old floor)
+    #   real_noaug        real without classifier-side augmentation (what that augmentation adds)
     #   class_weight      real, with inverse-frequency class weights in the loss
     #   oversample        real, minority images repeated at random up to the majority count
     #   smote             real + SMOTE interpolations (imbalanced-learn, on flattened pixels)
