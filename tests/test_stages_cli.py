@@ -351,3 +351,22 @@ def test_every_stage_has_a_cached_output_and_metrics_stay_committed() -> None:
         assert all(not c for c in _declared(spec, "metrics").values()), name
         for path in _declared(spec, "metrics"):
             assert path in tracked, f"{name}: {path} should be committed"
+
+
+def test_evaluate_plots_draw_one_series_per_variant_the_params_evaluate() -> None:
+    """dvc.yaml cannot read the variant registry: its evaluate plots name the variants that the
+    shipped params.yaml expands to (evaluate.variants x synthetic_ratios), no more, no fewer."""
+    from pipeline.config import load_config
+    from pipeline.evaluate import expand_variants
+
+    expected = sorted(v.name for v in expand_variants(load_config(REPO / "params.yaml").evaluate))
+    plots = {next(iter(p)): p[next(iter(p))] for p in DVC["plots"] if isinstance(p, dict)}
+    series = {title: spec["y"] for title, spec in plots.items()
+              if any(str(f).startswith("plots/evaluate/") for f in spec["y"])}
+    assert len(series) == 3  # recall by variant, ROC, confusion
+    for title, y in series.items():
+        if "plots/evaluate/recall.csv" in y:
+            names = y["plots/evaluate/recall.csv"]
+        else:
+            names = [f.split("/")[-1].split("_", 1)[1].removesuffix(".csv") for f in y]
+        assert sorted(names) == expected, title
