@@ -183,3 +183,15 @@ def summary(synth: Synthesis, shipped: np.ndarray, *, plan: dict[int, int],
             "score_mean_shipped": float(ship.scores.mean()) if len(shipped) else None,
             "score_mean_pool": float(pool.scores.mean()) if len(pool.labels) else None,
             "checkpoint_sha256": checkpoint_sha256}
+
+
+def done_line(synth: Synthesis, metrics: dict[str, Any]) -> str:
+    """The stage's last line on stdout: what was shipped from how large a pool, the class counts
+    after balancing and the audit's rates."""
+    rate = synth.stats.get("memorization_rate")
+    audit = "" if rate is None else (
+        f"; memorization rate {rate:.3f} (threshold: 1st percentile of validation images), "
+        f"acceptance rate {synth.stats['acceptance_rate']:.3f}")
+    return (f"generate: {metrics['n_synthetic']} synthetic images shipped (best-scored of a pool "
+            f"of {len(synth.pool.labels)}); counts after balancing {metrics['counts_after']}"
+            f"{audit}")

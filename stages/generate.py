@@ -11,7 +11,7 @@ from pipeline.balance import balance_plan
 from pipeline.features import load_extractor
 from pipeline.grids import closest_pairs, real_vs_synthetic, selection_extremes
 from pipeline.stage import Stage, n_classes_of, run
-from pipeline.synthesize import manifest, pool_plan, summary, synthesize
+from pipeline.synthesize import done_line, manifest, pool_plan, summary, synthesize
 from pipeline.synthesizers.base import load_synthesizer
 
 
@@ -53,13 +53,7 @@ def main(s: Stage) -> None:
     metrics = summary(synth, shipped, plan=plan, before=before, target=gcfg.target,
                       checkpoint_sha256=digest)
     s.finish(metrics, [*(plots / name for name in grids), out / "manifest.csv"])
-    rate = synth.stats.get("memorization_rate")
-    audit = "" if rate is None else (
-        f"; memorization rate {rate:.3f} (threshold: 1st percentile of validation images), "
-        f"acceptance rate {synth.stats['acceptance_rate']:.3f}")
-    print(f"generate: {len(ship.labels)} synthetic images shipped (best-scored of a pool of "
-          f"{len(pool.labels)}); counts after balancing {metrics['counts_after']}{audit}")
-
+    print(done_line(synth, metrics))
 
 if __name__ == "__main__":
     run("generate", main, {
