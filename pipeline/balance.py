@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from pipeline.errors import PipelineError
+
+
+# generate.target -> the count each class is filled up to, from (majority count, count, ratio)
+TARGETS: dict[str, Callable[[int, int, float], int]] = {
+    "majority": lambda majority, count, ratio: majority,
+    "count": lambda majority, count, ratio: count,
+    "ratio": lambda majority, count, ratio: math.ceil(ratio * majority - 1e-9),
+}
 
 
 def balance_plan(
@@ -23,15 +31,9 @@ def balance_plan(
     """
     if not counts:
         raise PipelineError("balance_plan: no classes to balance (the training split is empty)")
-    majority = max(counts.values())
-    goals = {
-        "majority": majority,
-        "count": count,
-        "ratio": math.ceil(ratio * majority - 1e-9),
-    }
-    if target not in goals:
-        raise PipelineError(f"generate.target: {target!r} is not one of {', '.join(goals)}")
-    goal = goals[target]
+    if target not in TARGETS:
+        raise PipelineError(f"generate.target: {target!r} is not one of {', '.join(TARGETS)}")
+    goal = TARGETS[target](max(counts.values()), count, ratio)
     return {c: max(0, goal - n) for c, n in counts.items()}
 
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from pipeline.augment import AUGMENTATIONS
+from pipeline.balance import TARGETS
 from pipeline.errors import PipelineError
 from pipeline.gan.ada import ADA_OPS
 from pipeline.gan.augment import AUGMENTS
@@ -27,8 +28,8 @@ from pipeline.models.gan import GAN_ARCHS
 from pipeline.synthesizers.registry import METHODS
 from pipeline.variants import VARIANTS
 
-# The choices of a params key are the names of the registry they select from, in its order.
 DEVICES = ("auto", "cpu", "cuda")
+# The choices of a params key are the names of the registry it selects from, in its order.
 AugmentName = Literal[tuple(AUGMENTATIONS)]  # type: ignore[valid-type]
 MethodName = Literal[tuple(METHODS)]  # type: ignore[valid-type]
 ArchName = Literal[tuple(GAN_ARCHS)]  # type: ignore[valid-type]
@@ -37,6 +38,7 @@ DiffAugmentName = Literal[tuple(AUGMENTS)]  # type: ignore[valid-type]
 AdaOpName = Literal[tuple(ADA_OPS)]  # type: ignore[valid-type]
 ClassifierName = Literal[tuple(CLASSIFIERS)]  # type: ignore[valid-type]
 VariantName = Literal[tuple(VARIANTS)]  # type: ignore[valid-type]
+TargetName = Literal[tuple(TARGETS)]  # type: ignore[valid-type]
 # Safe for every modality the pipeline targets (pipeline/augment.py says which others are safe).
 DEFAULT_AUGMENT = ("translate", "brightness", "contrast")
 
@@ -239,7 +241,7 @@ class GenerateConfig:
     #   majority  every class up to the largest class's count
     #   count     every class up to `count` images
     #   ratio     every class up to ratio * the largest class's count
-    target: Literal["majority", "count", "ratio"] = "majority"
+    target: TargetName = "majority"
     count: int = 0
     ratio: float = 1.0
     # Memorization audit (always measured): a synthetic image closer (in feature space) to a

@@ -11,6 +11,7 @@ import yaml
 
 from conftest import REPO
 from pipeline.augment import AUGMENTATIONS
+from pipeline.balance import TARGETS
 from pipeline.config import (
     DEFAULT_VARIANTS,
     Config,
@@ -148,7 +149,7 @@ def names(registry: dict) -> str:
     ("prepare:\n  channels: true\n", "prepare.channels: True (bool)", "1, 3"),
     ("prepare:\n  imbalance: extreme\n", "prepare.imbalance: 'extreme' (str)",
      "auto, none, long_tail, fractions"),
-    ("generate:\n  target: all\n", "generate.target: 'all' (str)", "majority, count, ratio"),
+    ("generate:\n  target: all\n", "generate.target: 'all' (str)", names(TARGETS)),
     ("data:\n  source: webcam\n", "data.source: 'webcam' (str)", "digits"),
     ("train_gan:\n  diffaugment: [translation, flip]\n", "train_gan.diffaugment[1]: 'flip' (str)",
      names(AUGMENTS)),
@@ -329,17 +330,18 @@ def test_params_yaml_holds_exactly_the_dataclass_defaults() -> None:
     assert dataclasses.replace(shipped.data, path=None) == defaults.data
 
 
-@pytest.mark.parametrize(("section", "key", "registry"), [
-    ("train_gan", "arch", GAN_ARCHS), ("train_gan", "loss", LOSSES),
-    ("train_gan", "method", METHODS), ("evaluate", "classifier", CLASSIFIERS),
+@pytest.mark.parametrize(("section", "key", "registry", "more"), [
+    ("train_gan", "arch", GAN_ARCHS, ""), ("train_gan", "loss", LOSSES, ""),
+    ("train_gan", "method", METHODS, ""), ("evaluate", "classifier", CLASSIFIERS, ""),
+    ("generate", "target", TARGETS, "  count: 5\n"),
 ])
 def test_every_registered_name_is_a_valid_choice(
-    tmp_path: Path, section: str, key: str, registry: dict
+    tmp_path: Path, section: str, key: str, registry: dict, more: str
 ) -> None:
     """The choices are the registries' names: a name registered in code is accepted as it is."""
     for name in registry:
-        assert getattr(getattr(load_text(tmp_path, f"{section}:\n  {key}: {name}\n"), section),
-                       key) == name
+        cfg = load_text(tmp_path, f"{section}:\n  {key}: {name}\n{more}")
+        assert getattr(getattr(cfg, section), key) == name
 
 
 def test_every_registered_list_entry_is_a_valid_choice(tmp_path: Path) -> None:
