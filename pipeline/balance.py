@@ -1,11 +1,21 @@
-"""How many synthetic images each class needs: a pure function of class counts and the target."""
+"""Pure functions of class counts: how many synthetic images each class needs, and loss weights."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+
+import numpy as np
 
 from pipeline.errors import PipelineError
+
+
+# generate.target -> the count each class is filled up to, from (majority count, count, ratio)
+TARGETS: dict[str, Callable[[int, int, float], int]] = {
+    "majority": lambda majority, count, ratio: majority,
+    "count": lambda majority, count, ratio: count,
+    "ratio": lambda majority, count, ratio: math.ceil(ratio * majority - 1e-9),
+}
 
 
 def balance_plan(
@@ -21,13 +31,13 @@ def balance_plan(
     """
     if not counts:
         raise PipelineError("balance_plan: no classes to balance (the training split is empty)")
-    majority = max(counts.values())
-    goals = {
-        "majority": majority,
-        "count": count,
-        "ratio": math.ceil(ratio * majority - 1e-9),
-    }
-    if target not in goals:
-        raise PipelineError(f"generate.target: {target!r} is not one of {', '.join(goals)}")
-    goal = goals[target]
+    if target not in TARGETS:
+        raise PipelineError(f"generate.target: {target!r} is not one of {', '.join(TARGETS)}")
+    goal = TARGETS[target](max(counts.values()), count, ratio)
     return {c: max(0, goal - n) for c, n in counts.items()}
+
+
+def inverse_frequency(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """scikit-learn's 'balanced' weights: n / (K * n_c); 0 for absent classes."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    return np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0.0)

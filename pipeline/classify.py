@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.augment import augment as augment_batch
+from pipeline.balance import inverse_frequency as inverse_frequency  # callers import it here
 from pipeline.config import EvaluateConfig, FeaturesConfig
 from pipeline.distributed import Dist, current, wrap_ddp
 from pipeline.models import CLASSIFIERS
@@ -17,12 +18,6 @@ from pipeline.pixels import to_unit
 from pipeline import LogFn
 
 AUGMENT_STREAM = 0x5EED  # offset of the augmentation RNG's seed from the classifier seed
-
-
-def inverse_frequency(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """scikit-learn's 'balanced' weights: n / (K * n_c); 0 for absent classes."""
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    return np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0.0)
 
 
 def train_classifier(

@@ -18,12 +18,27 @@ from typing import Any, Literal
 import yaml
 
 from pipeline.augment import AUGMENTATIONS
+from pipeline.balance import TARGETS
 from pipeline.errors import PipelineError
+from pipeline.gan.ada import ADA_OPS
+from pipeline.gan.augment import AUGMENTS
+from pipeline.gan.losses import LOSSES
+from pipeline.models.classifier import CLASSIFIERS
+from pipeline.models.gan import GAN_ARCHS
 from pipeline.synthesizers.registry import METHODS
+from pipeline.variants import VARIANTS
 
 DEVICES = ("auto", "cpu", "cuda")
+# The choices of a params key are the names of the registry it selects from, in its order.
 AugmentName = Literal[tuple(AUGMENTATIONS)]  # type: ignore[valid-type]
 MethodName = Literal[tuple(METHODS)]  # type: ignore[valid-type]
+ArchName = Literal[tuple(GAN_ARCHS)]  # type: ignore[valid-type]
+LossName = Literal[tuple(LOSSES)]  # type: ignore[valid-type]
+DiffAugmentName = Literal[tuple(AUGMENTS)]  # type: ignore[valid-type]
+AdaOpName = Literal[tuple(ADA_OPS)]  # type: ignore[valid-type]
+ClassifierName = Literal[tuple(CLASSIFIERS)]  # type: ignore[valid-type]
+VariantName = Literal[tuple(VARIANTS)]  # type: ignore[valid-type]
+TargetName = Literal[tuple(TARGETS)]  # type: ignore[valid-type]
 # Safe for every modality the pipeline targets (pipeline/augment.py says which others are safe).
 DEFAULT_AUGMENT = ("translate", "brightness", "contrast")
 
@@ -105,7 +120,7 @@ class FeaturesConfig:
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    classifier: Literal["cnn"] = "cnn"  # its penultimate layer gives the features
+    classifier: Literal["cnn"] = "cnn"  # of CLASSIFIERS, the one with a feature layer (feature_dim)
     augment: tuple[AugmentName, ...] = DEFAULT_AUGMENT  # classifier-side, pipeline/augment.py
     device: str = "auto"
 
@@ -125,8 +140,8 @@ class TrainGanConfig:
     # from here (latent_dim, steps, batch_size, balanced_sampling, ema_decay, eval_every,
     # checkpoint_every, log_every, device).
     method: MethodName = "dcgan"
-    arch: Literal["dcgan", "mlp"] = "dcgan"
-    loss: Literal["bce", "hinge", "wgan-gp"] = "wgan-gp"
+    arch: ArchName = "dcgan"
+    loss: LossName = "wgan-gp"
     latent_dim: int = 64
     width: int = 32  # channels of the finest conv layer / hidden units scale
     steps: int = 1500  # generator updates (each after d_steps discriminator updates)
@@ -136,7 +151,7 @@ class TrainGanConfig:
     betas: tuple[float, float] = (0.0, 0.9)
     spectral_norm: bool = False  # on every discriminator layer (WGAN-GP has its penalty)
     balanced_sampling: bool = True  # draw training batches uniformly over classes, not images
-    diffaugment: tuple[Literal["translation", "cutout", "color"], ...] = ()
+    diffaugment: tuple[DiffAugmentName, ...] = ()
     ema_decay: float = 0.999  # generator weights used for sampling are an EMA of training weights
     d_steps: int = 1  # discriminator (critic) updates per generator update; WGAN-GP uses 5
     gp_weight: float = 10.0  # loss wgan-gp: weight of the gradient penalty
@@ -161,9 +176,6 @@ class TrainGanConfig:
         _check(self.device in DEVICES, "train_gan.device", f"must be one of {', '.join(DEVICES)}")
 
 
-ADA_OPS = ("xflip", "rotate90", "translate", "scale", "brightness", "contrast")
-
-
 @dataclass(frozen=True)
 class StyleGanConfig:
     """train_gan.method: stylegan (pipeline/synthesizers/stylegan.py): a style-based conditional
@@ -182,7 +194,7 @@ class StyleGanConfig:
     ada_interval: int = 4  # adjust p every N steps
     ada_kimg: float = 20.0  # thousands of images over which p can move from 0 to 1
     ada_p: float = 0.0  # initial p (ada: true) or the fixed p (ada: false; 0 = no augmentation)
-    augment: tuple[Literal[ADA_OPS], ...] = ADA_OPS  # type: ignore[valid-type]
+    augment: tuple[AdaOpName, ...] = tuple(ADA_OPS)
     truncation_psi: float = 1.0  # sampling: w -> class mean w + psi (w - class mean w); 1 = off
 
     def __post_init__(self) -> None:
@@ -229,7 +241,7 @@ class GenerateConfig:
     #   majority  every class up to the largest class's count
     #   count     every class up to `count` images
     #   ratio     every class up to ratio * the largest class's count
-    target: Literal["majority", "count", "ratio"] = "majority"
+    target: TargetName = "majority"
     count: int = 0
     ratio: float = 1.0
     # Memorization audit (always measured): a synthetic image closer (in feature space) to a
@@ -257,10 +269,8 @@ class GenerateConfig:
         _check(self.device in DEVICES, "generate.device", f"must be one of {', '.join(DEVICES)}")
 
 
-# Every training set evaluate can compare; the gan* ones are evaluated once per
-# `synthetic_ratios` entry, named e.g. gan@0.5 (pipeline/evaluate.py builds them).
-VARIANT_NAMES = ("real", "real_noaug", "class_weight", "oversample", "smote", "gan",
-                 "gan_random", "gan_class_weight", "gan_pretrain")
+# The training sets evaluate compares by default (pipeline/variants.py declares them all); the
+# gan* ones are evaluated once per `synthetic_ratios` entry, named e.g. gan@0.5.
 DEFAULT_VARIANTS = ("real", "class_weight", "oversample", "smote", "gan", "gan_pretrain")
 
 
@@ -268,7 +278,7 @@ DEFAULT_VARIANTS = ("real", "class_weight", "oversample", "smote", "gan", "gan_p
 class EvaluateConfig:
     # Training sets compared, all with the same classifier, step budget and seeds:
     #   real              the imbalanced training split as it is
-    #   real_noaug        real without classifier-side augmentation (the old floor)
+    #   real_noaug        real without classifier-side augmentation (what that augmentation adds)
     #   class_weight      real, with inverse-frequency class weights in the loss
     #   oversample        real, minority images repeated at random up to the majority count
     #   smote             real + SMOTE interpolations (imbalanced-learn, on flattened pixels)
@@ -276,13 +286,13 @@ class EvaluateConfig:
     #   gan_random        the same share drawn without selection (the first audited draws)
     #   gan_class_weight  gan, with inverse-frequency weights of the combined counts
     #   gan_pretrain      pretrain on a class-balanced synthetic set, fine-tune on real
-    variants: tuple[Literal[VARIANT_NAMES], ...] = DEFAULT_VARIANTS  # type: ignore[valid-type]
+    variants: tuple[VariantName, ...] = DEFAULT_VARIANTS
     # gan, gan_random, gan_class_weight: one variant per entry; r adds r x its real count of
     # synthetic images to each class below the majority, capped at balance; `balance` fills up
     synthetic_ratios: tuple[float | Literal["balance"], ...] = (0.5, "balance")
     pretrain_fraction: float = 0.5  # gan_pretrain: share of `steps` spent on the synthetic set
     augment: tuple[AugmentName, ...] = DEFAULT_AUGMENT  # classifier-side, every variant alike
-    classifier: Literal["cnn", "resnet18"] = "cnn"
+    classifier: ClassifierName = "cnn"
     seeds: int = 3  # each variant is trained with seeds seed, seed+1, ...; metrics are seed means
     bootstrap: int = 1000  # resamples of the test set for the 95% intervals (0 = none)
     steps: int = 500  # optimizer steps per variant: the same budget whatever the training set size

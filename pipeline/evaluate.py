@@ -1,5 +1,7 @@
 """The evaluate stage's work: GAN augmentation against the standard balancing baselines.
 
+The variants (training sets) are declared in pipeline/variants.py.
+
 Every variant gets the same classifier, step budget, seeds and classifier-side augmentation; only
 its training set (and, for the class_weight variants, the loss weights) differ. Each fit is scored
 on the validation split, where every choice is made (which GAN configuration, which baseline), and
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,128 +24,14 @@ import torch
 from sklearn.metrics import precision_score, roc_curve
 
 from pipeline import LogFn
-from pipeline.artifacts import Split
-from pipeline.classify import inverse_frequency, predict_proba, train_classifier
-from pipeline.config import EvaluateConfig
-from pipeline.errors import PipelineError
+from pipeline.artifacts import Split, save_csv
+from pipeline.classify import predict_proba, train_classifier
+from pipeline.config import EvaluateConfig, as_flat_dict
 from pipeline.metrics import classification_metrics, confusion_table
 from pipeline.pool import SyntheticPool
+from pipeline.variants import SHARED, VARIANTS, TrainingSet, Variant, ratio_text
 
 SELECT_BY = "val_balanced_accuracy"  # the validation metric every choice is made on
-
-
-@dataclass(frozen=True)
-class TrainingSet:
-    images: np.ndarray  # (N, H, W, C) uint8
-    labels: np.ndarray  # (N,) int64
-    class_weights: np.ndarray | None = None  # (K,) loss weights, or None for plain CE
-    augment: bool = True  # classifier-side augmentation (evaluate.augment)
-    pretrain: tuple[np.ndarray, np.ndarray] | None = None  # trained on first, then on images
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One evaluated training set: `base` from evaluate.variants, with its synthetic share."""
-
-    base: str
-    ratio: float | str | None = None  # gan, gan_random, gan_class_weight: the synthetic share
-
-    @property
-    def name(self) -> str:
-        return self.base if self.ratio is None else f"{self.base}@{_ratio_text(self.ratio)}"
-
-    @property
-    def synthetic(self) -> bool:
-        return self.base in SYNTHETIC
-
-
-def _ratio_text(ratio: float | str) -> str:
-    return ratio if isinstance(ratio, str) else f"{ratio:g}"
-
-
-def synthetic_counts(labels: np.ndarray, n_classes: int, ratio: float | str) -> dict[int, int]:
-    """Synthetic images per class for a share `ratio`: every class below the majority gets
-    round(ratio x its real count), capped at what brings it to the majority; `balance` fills up.
-    >>> synthetic_counts(np.array([0] * 10 + [1] * 4), 2, 0.5)
-    {0: 0, 1: 2}
-    >>> synthetic_counts(np.array([0] * 10 + [1] * 4), 2, "balance")
-    {0: 0, 1: 6}
-    """
-    counts = np.bincount(labels, minlength=n_classes)
-    top = int(counts.max())
-    gap = {c: top - int(n) for c, n in enumerate(counts)}
-    if ratio == "balance":
-        return gap
-    return {c: min(gap[c], int(round(float(ratio) * int(counts[c])))) for c in gap}
-
-
-def _with_synthetic(train: Split, pool: SyntheticPool, ratio: float | str, *, n_classes: int,
-                    selected: bool) -> tuple[np.ndarray, np.ndarray]:
-    idx = pool.take(synthetic_counts(train.labels, n_classes, ratio), selected=selected)
-    return (np.concatenate([train.images, pool.images[idx]]),
-            np.concatenate([train.labels, pool.labels[idx]]))
-
-
-def _real(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
-          ) -> TrainingSet:
-    return TrainingSet(train.images, train.labels, augment=v.base != "real_noaug")
-
-
-def _class_weight(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
-                  ) -> TrainingSet:
-    return TrainingSet(train.images, train.labels, inverse_frequency(train.labels, n_classes))
-
-
-def _oversample(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
-                ) -> TrainingSet:
-    from imblearn.over_sampling import RandomOverSampler
-
-    idx, _ = RandomOverSampler(random_state=seed).fit_resample(
-        np.arange(len(train.labels)).reshape(-1, 1), train.labels)
-    idx = idx.ravel()
-    return TrainingSet(train.images[idx], train.labels[idx])
-
-
-def _smote(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
-           ) -> TrainingSet:
-    from imblearn.over_sampling import SMOTE
-
-    smallest = int(np.bincount(train.labels)[np.bincount(train.labels) > 0].min())
-    if smallest < 2:
-        raise PipelineError("evaluate.variants: smote needs at least 2 training images in every "
-                            "class; drop smote from evaluate.variants or add images")
-    flat = train.images.reshape(len(train.labels), -1).astype(np.float32)
-    x, y = SMOTE(k_neighbors=min(5, smallest - 1), random_state=seed).fit_resample(
-        flat, train.labels)
-    images = np.clip(np.rint(x), 0, 255).astype(np.uint8).reshape(-1, *train.images.shape[1:])
-    return TrainingSet(images, np.asarray(y, dtype=np.int64))
-
-
-def _gan(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
-         ) -> TrainingSet:
-    images, labels = _with_synthetic(train, pool, v.ratio, n_classes=n_classes,
-                                     selected=v.base != "gan_random")
-    weights = inverse_frequency(labels, n_classes) if v.base == "gan_class_weight" else None
-    return TrainingSet(images, labels, weights)
-
-
-def _gan_pretrain(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
-                  ) -> TrainingSet:
-    """A class-balanced synthetic set (the majority's count per class, best-scored first), then
-    the real split as it is."""
-    top = int(np.bincount(train.labels, minlength=n_classes).max())
-    idx = pool.take({c: top for c in range(n_classes)})
-    return TrainingSet(train.images, train.labels, pretrain=(pool.images[idx], pool.labels[idx]))
-
-
-# base variant name (params `evaluate.variants`) -> its training set
-VARIANTS: dict[str, Callable[..., TrainingSet]] = {
-    "real": _real, "real_noaug": _real, "class_weight": _class_weight,
-    "oversample": _oversample, "smote": _smote, "gan": _gan, "gan_random": _gan,
-    "gan_class_weight": _gan, "gan_pretrain": _gan_pretrain,
-}
-SHARED = ("gan", "gan_random", "gan_class_weight")  # evaluated once per synthetic_ratios entry
-SYNTHETIC = (*SHARED, "gan_pretrain")  # variants that train on synthetic images
 
 
 def expand_variants(cfg: EvaluateConfig) -> list[Variant]:
@@ -214,7 +103,7 @@ def evaluate_variants(
         for k in ("balanced_accuracy", "minority_recall", "roc_auc"):
             res.metrics[f"val_{k}"] = float(np.mean([m[k] for m in val_seeds]))
         res.metrics.update(variant=v.base, synthetic=v.synthetic,
-                           synthetic_ratio=None if v.ratio is None else _ratio_text(v.ratio),
+                           synthetic_ratio=None if v.ratio is None else ratio_text(v.ratio),
                            n_synthetic=len(data.labels) - len(train.labels)
                            if v.base in SHARED else 0,
                            n_pretrain=0 if data.pretrain is None else len(data.pretrain[1]))
@@ -390,3 +279,58 @@ def headline(results: dict[str, VariantResult], selection: dict[str, Any], draws
 def _ci(values: np.ndarray) -> list[float]:
     lo, hi = np.nanpercentile(values, [2.5, 97.5])
     return [float(lo), float(hi)]
+
+
+def save_plots(plots: Path, comparison: Comparison) -> None:
+    """Per variant: its confusion table (first seed) and minority ROC; recall.csv wide, one row per
+    class and one column per variant (DVC draws one series per column)."""
+    results = comparison.variants
+    for name, res in results.items():
+        save_csv(plots / f"confusion_{name}.csv", res.confusion)
+        save_csv(plots / f"roc_{name}.csv", res.roc)
+    recall = pd.DataFrame({name: res.metrics["recall"] for name, res in results.items()})
+    save_csv(plots / "recall.csv", recall.rename_axis("class").reset_index())
+
+
+def log_variant_runs(run: Any, comparison: Comparison, histories: dict[tuple[str, int], list], *,
+                     cfg: EvaluateConfig, seed: int, plots: Path) -> None:
+    """Under the evaluate stage's MLflow run `run` (which holds the selection and the headline):
+    one run per variant, tagged augmentation=<base variant>, variant=<name>, synthetic_ratio=<r>
+    for the share sweep, with the same metric names everywhere, and one nested run per seed with
+    its training curves (`histories`: (variant, seed) -> [(step, metrics)])."""
+    params = as_flat_dict(cfg, "evaluate.")
+    for name, res in comparison.variants.items():
+        v = res.variant
+        tags = {"stage": "evaluate", "augmentation": v.base, "variant": name, "kind": "variant"}
+        if v.ratio is not None:
+            tags["synthetic_ratio"] = res.metrics["synthetic_ratio"]
+        with run.child(name, tags) as child:
+            child.log_params({**params, "variant": name, "n_train": res.metrics["n_train"]})
+            child.log_metrics(res.metrics)
+            for path in (f"confusion_{name}.csv", f"roc_{name}.csv"):
+                child.log_artifact(plots / path)
+            for i, seed_metrics in enumerate(res.per_seed):
+                with child.child(f"{name}-seed{seed + i}", {
+                        "stage": "evaluate", "augmentation": v.base, "variant": name,
+                        "kind": "seed", "seed": str(seed + i)}) as seed_run:
+                    seed_run.log_history(histories.get((name, seed + i), []))
+                    seed_run.log_metrics(seed_metrics)
+
+
+def summary_lines(comparison: Comparison) -> list[str]:
+    """What the stage prints: each variant's validation and test scores, then the choice made on
+    validation and its paired test difference."""
+    lines = []
+    for name, res in comparison.variants.items():
+        m = res.metrics
+        ci = m.get("balanced_accuracy_ci95", [float("nan")] * 2)
+        lines.append(f"evaluate: {name:>20}: val {m['val_balanced_accuracy']:.3f} | test "
+                     f"balanced_accuracy={m['balanced_accuracy']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] "
+                     f"minority_recall={m['minority_recall']:.3f} roc_auc={m['roc_auc']:.3f}")
+    h = comparison.headline
+    if h:
+        ci = h.get("balanced_accuracy_delta_ci95", [float("nan")] * 2)
+        lines.append(f"evaluate: chosen on validation: {h['gan']} vs {h['baseline']}: test "
+                     f"balanced accuracy {h['balanced_accuracy_delta']:+.3f} [{ci[0]:+.3f}, "
+                     f"{ci[1]:+.3f}], ROC AUC {h['roc_auc_delta']:+.3f}")
+    return lines

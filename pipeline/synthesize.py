@@ -23,8 +23,10 @@ the whole pool goes to evaluate's synthetic-share sweep (pipeline/pool.py).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -151,3 +153,45 @@ def _realism(feats: np.ndarray, labels: np.ndarray, train_f: np.ndarray,
         if len(real) >= 2:
             out[labels == c] = realism_score(feats[labels == c], real, k=REALISM_K)
     return out
+
+
+def manifest(ship: SyntheticPool, *, sources: np.ndarray | None, checkpoint_sha256: str
+             ) -> pd.DataFrame:
+    """One row per shipped image: what regenerates it (label, seed, checkpoint), its score, and
+    for a translation the training image it was made from."""
+    table = pd.DataFrame({"index": np.arange(len(ship.labels)), "label": ship.labels,
+                          "seed": ship.seeds, "score": ship.scores.round(6),
+                          "checkpoint_sha256": checkpoint_sha256})
+    if sources is not None:
+        table.insert(4, "source_index", sources)
+    return table
+
+
+def summary(synth: Synthesis, shipped: np.ndarray, *, plan: dict[int, int],
+            before: dict[int, int], target: str, checkpoint_sha256: str) -> dict[str, Any]:
+    """metrics/generate.json: class counts before and after, the pool, the audit's numbers and the
+    scores of what was shipped (`shipped`: indices into the pool)."""
+    pool = synth.pool
+    ship = pool.subset(shipped)
+    return {"target": target, "n_synthetic": len(ship.labels),
+            "counts_before": before, "synthetic_per_class": plan,
+            "counts_after": {c: before[c] + plan[c] for c in before},
+            "pool_per_class": {c: pool.count(c) for c in before},
+            **synth.stats,
+            "memorization_rate_shipped": float(synth.memorized[shipped].mean())
+            if len(shipped) else 0.0,
+            "score_mean_shipped": float(ship.scores.mean()) if len(shipped) else None,
+            "score_mean_pool": float(pool.scores.mean()) if len(pool.labels) else None,
+            "checkpoint_sha256": checkpoint_sha256}
+
+
+def done_line(synth: Synthesis, metrics: dict[str, Any]) -> str:
+    """The stage's last line on stdout: what was shipped from how large a pool, the class counts
+    after balancing and the audit's rates."""
+    rate = synth.stats.get("memorization_rate")
+    audit = "" if rate is None else (
+        f"; memorization rate {rate:.3f} (threshold: 1st percentile of validation images), "
+        f"acceptance rate {synth.stats['acceptance_rate']:.3f}")
+    return (f"generate: {metrics['n_synthetic']} synthetic images shipped (best-scored of a pool "
+            f"of {len(synth.pool.labels)}); counts after balancing {metrics['counts_after']}"
+            f"{audit}")

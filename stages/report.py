@@ -1,25 +1,20 @@
 """DVC stage `report`: the earlier stages' metrics and plots -> reports/index.html, one page that
 says whether the synthetic images helped."""
 
-import argparse
 from pathlib import Path
 
-from pipeline.cli import run_stage
-from pipeline.config import load_config
 from pipeline.report import build_report, load_inputs
+from pipeline.stage import Stage, run
 
 
-def main(args: argparse.Namespace) -> None:
-    cfg = load_config(args.params)  # only for the digest that finds this execution's MLflow runs
-    inputs = load_inputs(args.metrics, args.plots)
-    table, note = _mlflow_table(cfg.digest)
-    from pipeline.tracking import stage_run
-
-    with stage_run("report", params_digest=cfg.digest) as run:
-        page = build_report(inputs, out_dir=args.out, mlflow_table=table, mlflow_note=note)
-        run.log_artifact(page)
-        for figure in sorted((Path(args.out) / "figures").glob("*.png")):
-            run.log_artifact(figure, "figures")
+def main(s: Stage) -> None:
+    inputs = load_inputs(s.args.metrics, s.args.plots)
+    # the params digest (no section) finds this execution's MLflow runs
+    table, note = _mlflow_table(s.cfg.digest)
+    s.open_run()  # the page is built inside the run: a failure marks it FAILED
+    page = build_report(inputs, out_dir=s.args.out, mlflow_table=table, mlflow_note=note)
+    figures = sorted((Path(s.args.out) / "figures").glob("*.png"))
+    s.finish(None, [page, *((figure, "figures") for figure in figures)])
     print(f"report: wrote {page}" + ("" if table is not None else f" ({note})"))
 
 
@@ -41,7 +36,7 @@ def _mlflow_table(digest: str):  # -> (DataFrame | None, why it is None)
 
 
 if __name__ == "__main__":
-    run_stage("report", main, {
+    run("report", main, {
         "metrics": "folder with prepare.json, train_gan.json, generate.json, evaluate.json",
         "plots": "folder with train_gan/, generate/ and evaluate/ plots",
         "out": "folder for index.html and figures/ (replaced as a whole)",

@@ -16,14 +16,9 @@ from pipeline.classify import predict_proba, train_classifier
 from pipeline.config import EvaluateConfig
 from pipeline.artifacts import Split
 from pipeline.errors import PipelineError
-from pipeline.evaluate import (
-    VARIANTS,
-    Variant,
-    bootstrap_recalls,
-    evaluate_variants,
-    synthetic_counts,
-)
+from pipeline.evaluate import bootstrap_recalls, evaluate_variants, summary_lines
 from pipeline.pool import SyntheticPool
+from pipeline.variants import SHARED, VARIANTS, Variant, synthetic_counts
 
 CPU = torch.device("cpu")
 
@@ -107,11 +102,15 @@ def make_pool(counts: list[int], *, seed: int = 1) -> SyntheticPool:
     return SyntheticPool(x, y, np.arange(len(y), dtype=np.int64), scores, draw)
 
 
-ALL = ("real", "real_noaug", "class_weight", "oversample", "smote", "gan", "gan_random",
-       "gan_class_weight", "gan_pretrain")
-EXPANDED = ["real", "real_noaug", "class_weight", "oversample", "smote", "gan@0.5",
-            "gan@balance", "gan_random@0.5", "gan_random@balance", "gan_class_weight@0.5",
-            "gan_class_weight@balance", "gan_pretrain"]
+ALL = tuple(VARIANTS)  # every registered variant, in registry order
+# the share variants once per synthetic_ratios entry (0.5, balance), in place
+EXPANDED = [f"{name}@{r}" if name in SHARED else name for name in ALL
+            for r in (("0.5", "balance") if name in SHARED else (None,))]
+
+
+def test_expanded_names_cover_the_registry() -> None:
+    assert len(EXPANDED) == len(ALL) + len(SHARED)
+    assert set(SHARED) < set(ALL) and "real" in ALL and "gan@balance" in EXPANDED
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +155,18 @@ def test_every_variant_runs_with_its_training_set(comparison) -> None:
     m = results["gan@0.5"].metrics
     assert (m["variant"], m["synthetic"], m["synthetic_ratio"]) == ("gan", True, "0.5")
     assert results["smote"].metrics["synthetic"] is False
+
+
+def test_summary_lines_name_every_variant_and_the_choice(comparison) -> None:
+    result = comparison[0]
+    lines = summary_lines(result)
+    assert len(lines) == len(EXPANDED) + 1
+    for name, line in zip(EXPANDED, lines):
+        assert line.startswith(f"evaluate: {name:>20}: val ")
+        m = result.variants[name].metrics
+        assert f"balanced_accuracy={m['balanced_accuracy']:.3f}" in line
+    h = result.headline
+    assert lines[-1].startswith(f"evaluate: chosen on validation: {h['gan']} vs {h['baseline']}")
 
 
 def test_selection_uses_validation_and_the_headline_is_the_paired_test_difference(

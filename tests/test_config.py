@@ -10,9 +10,10 @@ import pytest
 import yaml
 
 from conftest import REPO
+from pipeline.augment import AUGMENTATIONS
+from pipeline.balance import TARGETS
 from pipeline.config import (
     DEFAULT_VARIANTS,
-    VARIANT_NAMES,
     Config,
     PrepareConfig,
     TrainGanConfig,
@@ -21,6 +22,12 @@ from pipeline.config import (
     parse_config,
 )
 from pipeline.errors import PipelineError
+from pipeline.gan.ada import ADA_OPS
+from pipeline.gan.augment import AUGMENTS
+from pipeline.gan.losses import LOSSES
+from pipeline.models import CLASSIFIERS, GAN_ARCHS
+from pipeline.synthesizers.registry import METHODS
+from pipeline.variants import VARIANTS
 
 
 def load_text(tmp_path: Path, text: str) -> Config:
@@ -130,23 +137,31 @@ def test_wrong_types_are_errors_naming_the_key(tmp_path: Path, text: str, expect
     assert expected in error_for(tmp_path, text)
 
 
+def names(registry: dict) -> str:
+    return ", ".join(registry)
+
+
 @pytest.mark.parametrize(("text", "key", "allowed"), [
-    ("train_gan:\n  arch: gan\n", "train_gan.arch: 'gan' (str)", "dcgan, mlp"),
-    ("train_gan:\n  loss: wgan\n", "train_gan.loss: 'wgan' (str)", "bce, hinge"),
+    ("train_gan:\n  arch: gan\n", "train_gan.arch: 'gan' (str)", names(GAN_ARCHS)),
+    ("train_gan:\n  loss: wgan\n", "train_gan.loss: 'wgan' (str)", names(LOSSES)),
+    ("train_gan:\n  method: gan2\n", "train_gan.method: 'gan2' (str)", names(METHODS)),
     ("prepare:\n  channels: 2\n", "prepare.channels: 2 (int)", "1, 3"),
     ("prepare:\n  channels: true\n", "prepare.channels: True (bool)", "1, 3"),
     ("prepare:\n  imbalance: extreme\n", "prepare.imbalance: 'extreme' (str)",
      "auto, none, long_tail, fractions"),
-    ("generate:\n  target: all\n", "generate.target: 'all' (str)", "majority, count, ratio"),
+    ("generate:\n  target: all\n", "generate.target: 'all' (str)", names(TARGETS)),
     ("data:\n  source: webcam\n", "data.source: 'webcam' (str)", "digits"),
     ("train_gan:\n  diffaugment: [translation, flip]\n", "train_gan.diffaugment[1]: 'flip' (str)",
-     "translation, cutout, color"),
+     names(AUGMENTS)),
+    ("stylegan:\n  augment: [xflip, cutout]\n", "stylegan.augment[1]: 'cutout' (str)",
+     names(ADA_OPS)),
     ("evaluate:\n  variants: [real, smot]\n", "evaluate.variants[1]: 'smot' (str)",
-     ", ".join(VARIANT_NAMES)),
+     names(VARIANTS)),
+    ("evaluate:\n  classifier: vit\n", "evaluate.classifier: 'vit' (str)", names(CLASSIFIERS)),
     ("evaluate:\n  synthetic_ratios: [0.5, all]\n", "evaluate.synthetic_ratios[1]: 'all' (str)",
      "balance"),
     ("evaluate:\n  augment: [translate, mixup]\n", "evaluate.augment[1]: 'mixup' (str)",
-     "translate, hflip, vflip, rotate, brightness, contrast"),
+     names(AUGMENTATIONS)),
 ])
 def test_values_outside_a_choice_list_the_allowed_values(
     tmp_path: Path, text: str, key: str, allowed: str
@@ -184,7 +199,6 @@ def test_values_outside_a_choice_list_the_allowed_values(
     ("train_gan:\n  eval_every: -1\n", "train_gan.eval_every: must be >= 0 (0 = only at the end)"),
     ("train_gan:\n  gp_weight: -1\n", "train_gan.gp_weight: must be >= 0"),
     ("train_gan:\n  r1_gamma: -0.5\n", "train_gan.r1_gamma: must be >= 0"),
-    ("train_gan:\n  loss: wgan\n", "choose one of: bce, hinge, wgan-gp"),
     ("features:\n  steps: 0\n", "features.steps: must be > 0"),
     ("features:\n  batch_size: 1\n", "features.batch_size: must be >= 2"),
     ("features:\n  classifier: resnet18\n", "features.classifier: 'resnet18' (str) is not allowed"),
@@ -314,3 +328,29 @@ def test_params_yaml_holds_exactly_the_dataclass_defaults() -> None:
     defaults = Config()
     assert dataclasses.replace(shipped, digest="", data=defaults.data) == defaults
     assert dataclasses.replace(shipped.data, path=None) == defaults.data
+
+
+@pytest.mark.parametrize(("section", "key", "registry", "more"), [
+    ("train_gan", "arch", GAN_ARCHS, ""), ("train_gan", "loss", LOSSES, ""),
+    ("train_gan", "method", METHODS, ""), ("evaluate", "classifier", CLASSIFIERS, ""),
+    ("generate", "target", TARGETS, "  count: 5\n"),
+])
+def test_every_registered_name_is_a_valid_choice(
+    tmp_path: Path, section: str, key: str, registry: dict, more: str
+) -> None:
+    """The choices are the registries' names: a name registered in code is accepted as it is."""
+    for name in registry:
+        cfg = load_text(tmp_path, f"{section}:\n  {key}: {name}\n{more}")
+        assert getattr(getattr(cfg, section), key) == name
+
+
+def test_every_registered_list_entry_is_a_valid_choice(tmp_path: Path) -> None:
+    text = yaml.safe_dump({"train_gan": {"diffaugment": list(AUGMENTS)},
+                           "stylegan": {"augment": list(ADA_OPS)},
+                           "evaluate": {"variants": list(VARIANTS), "augment": list(AUGMENTATIONS)},
+                           "features": {"augment": list(AUGMENTATIONS)}})
+    cfg = load_text(tmp_path, text)
+    assert cfg.train_gan.diffaugment == tuple(AUGMENTS)
+    assert cfg.stylegan.augment == tuple(ADA_OPS) == type(cfg.stylegan)().augment
+    assert cfg.evaluate.variants == tuple(VARIANTS)
+    assert set(DEFAULT_VARIANTS) <= set(VARIANTS)

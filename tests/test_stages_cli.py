@@ -237,11 +237,28 @@ def test_each_stage_runs_the_script_of_its_own_name() -> None:
 
 
 def config_sections_read(path: Path) -> set[str]:
-    """The Config attributes a stage script reads: `cfg.<section>`."""
-    tree = ast.parse(path.read_text())
-    return {node.attr for node in ast.walk(tree)
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-            and node.value.id == "cfg"} - {"digest"}
+    """The params sections a stage script reads: `cfg.<section>`, the sections it names to the
+    frame (pipeline/stage.py) in `s.log_params("<section>", ...)` (which also logs the seed) and
+    in `run(..., device="<section>")`."""
+    read = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id == "cfg"):
+            read.add(node.attr)
+        elif isinstance(node, ast.Call) and isinstance(node.func, (ast.Attribute, ast.Name)):
+            called = getattr(node.func, "attr", getattr(node.func, "id", ""))
+            named = [a for a in node.args if called == "log_params"]
+            named += [k.value for k in node.keywords if called == "run" and k.arg == "device"]
+            read |= {a.value for a in named if isinstance(a, ast.Constant)}
+            read |= {"seed"} if called == "log_params" else set()
+    return read - {"digest"}
+
+
+def test_config_sections_read_sees_what_the_frame_is_told(tmp_path: Path) -> None:
+    script = tmp_path / "demo.py"
+    script.write_text("def main(s):\n    cfg = s.cfg\n    s.log_params('generate', n=cfg.data)\n"
+                      "run('demo', main, {}, device='features')\n")
+    assert config_sections_read(script) == {"seed", "generate", "data", "features"}
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -334,3 +351,22 @@ def test_every_stage_has_a_cached_output_and_metrics_stay_committed() -> None:
         assert all(not c for c in _declared(spec, "metrics").values()), name
         for path in _declared(spec, "metrics"):
             assert path in tracked, f"{name}: {path} should be committed"
+
+
+def test_evaluate_plots_draw_one_series_per_variant_the_params_evaluate() -> None:
+    """dvc.yaml cannot read the variant registry: its evaluate plots name the variants that the
+    shipped params.yaml expands to (evaluate.variants x synthetic_ratios), no more, no fewer."""
+    from pipeline.config import load_config
+    from pipeline.evaluate import expand_variants
+
+    expected = sorted(v.name for v in expand_variants(load_config(REPO / "params.yaml").evaluate))
+    plots = {next(iter(p)): p[next(iter(p))] for p in DVC["plots"] if isinstance(p, dict)}
+    series = {title: spec["y"] for title, spec in plots.items()
+              if any(str(f).startswith("plots/evaluate/") for f in spec["y"])}
+    assert len(series) == 3  # recall by variant, ROC, confusion
+    for title, y in series.items():
+        if "plots/evaluate/recall.csv" in y:
+            names = y["plots/evaluate/recall.csv"]
+        else:
+            names = [f.split("/")[-1].split("_", 1)[1].removesuffix(".csv") for f in y]
+        assert sorted(names) == expected, title

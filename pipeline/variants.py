@@ -1,0 +1,135 @@
+"""The training sets evaluate compares: the one registry of variant names (`evaluate.variants`).
+
+`VARIANTS` maps each name to the function that builds its training set from the real training
+split and generate's scored pool; params validation (pipeline/config.py), evaluate and the tests
+read the names from it. Pure numpy: importable by the config without the torch stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pipeline.balance import inverse_frequency
+from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    from pipeline.artifacts import Split
+    from pipeline.pool import SyntheticPool
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    images: np.ndarray  # (N, H, W, C) uint8
+    labels: np.ndarray  # (N,) int64
+    class_weights: np.ndarray | None = None  # (K,) loss weights, or None for plain CE
+    augment: bool = True  # classifier-side augmentation (evaluate.augment)
+    pretrain: tuple[np.ndarray, np.ndarray] | None = None  # trained on first, then on images
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One evaluated training set: `base` from evaluate.variants, with its synthetic share."""
+
+    base: str
+    ratio: float | str | None = None  # gan, gan_random, gan_class_weight: the synthetic share
+
+    @property
+    def name(self) -> str:
+        return self.base if self.ratio is None else f"{self.base}@{ratio_text(self.ratio)}"
+
+    @property
+    def synthetic(self) -> bool:
+        return self.base in SYNTHETIC
+
+
+def ratio_text(ratio: float | str) -> str:
+    return ratio if isinstance(ratio, str) else f"{ratio:g}"
+
+
+def synthetic_counts(labels: np.ndarray, n_classes: int, ratio: float | str) -> dict[int, int]:
+    """Synthetic images per class for a share `ratio`: every class below the majority gets
+    round(ratio x its real count), capped at what brings it to the majority; `balance` fills up.
+    >>> synthetic_counts(np.array([0] * 10 + [1] * 4), 2, 0.5)
+    {0: 0, 1: 2}
+    >>> synthetic_counts(np.array([0] * 10 + [1] * 4), 2, "balance")
+    {0: 0, 1: 6}
+    """
+    counts = np.bincount(labels, minlength=n_classes)
+    top = int(counts.max())
+    gap = {c: top - int(n) for c, n in enumerate(counts)}
+    if ratio == "balance":
+        return gap
+    return {c: min(gap[c], int(round(float(ratio) * int(counts[c])))) for c in gap}
+
+
+def _with_synthetic(train: Split, pool: SyntheticPool, ratio: float | str, *, n_classes: int,
+                    selected: bool) -> tuple[np.ndarray, np.ndarray]:
+    idx = pool.take(synthetic_counts(train.labels, n_classes, ratio), selected=selected)
+    return (np.concatenate([train.images, pool.images[idx]]),
+            np.concatenate([train.labels, pool.labels[idx]]))
+
+
+def _real(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
+          ) -> TrainingSet:
+    return TrainingSet(train.images, train.labels, augment=v.base != "real_noaug")
+
+
+def _class_weight(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
+                  ) -> TrainingSet:
+    return TrainingSet(train.images, train.labels, inverse_frequency(train.labels, n_classes))
+
+
+def _oversample(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
+                ) -> TrainingSet:
+    from imblearn.over_sampling import RandomOverSampler
+
+    idx, _ = RandomOverSampler(random_state=seed).fit_resample(
+        np.arange(len(train.labels)).reshape(-1, 1), train.labels)
+    idx = idx.ravel()
+    return TrainingSet(train.images[idx], train.labels[idx])
+
+
+def _smote(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
+           ) -> TrainingSet:
+    from imblearn.over_sampling import SMOTE
+
+    smallest = int(np.bincount(train.labels)[np.bincount(train.labels) > 0].min())
+    if smallest < 2:
+        raise PipelineError("evaluate.variants: smote needs at least 2 training images in every "
+                            "class; drop smote from evaluate.variants or add images")
+    flat = train.images.reshape(len(train.labels), -1).astype(np.float32)
+    x, y = SMOTE(k_neighbors=min(5, smallest - 1), random_state=seed).fit_resample(
+        flat, train.labels)
+    images = np.clip(np.rint(x), 0, 255).astype(np.uint8).reshape(-1, *train.images.shape[1:])
+    return TrainingSet(images, np.asarray(y, dtype=np.int64))
+
+
+def _gan(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
+         ) -> TrainingSet:
+    images, labels = _with_synthetic(train, pool, v.ratio, n_classes=n_classes,
+                                     selected=v.base != "gan_random")
+    weights = inverse_frequency(labels, n_classes) if v.base == "gan_class_weight" else None
+    return TrainingSet(images, labels, weights)
+
+
+def _gan_pretrain(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
+                  ) -> TrainingSet:
+    """A class-balanced synthetic set (the majority's count per class, best-scored first), then
+    the real split as it is."""
+    top = int(np.bincount(train.labels, minlength=n_classes).max())
+    idx = pool.take({c: top for c in range(n_classes)})
+    return TrainingSet(train.images, train.labels, pretrain=(pool.images[idx], pool.labels[idx]))
+
+
+# base variant name (params `evaluate.variants`) -> its training set
+VARIANTS: dict[str, Callable[..., TrainingSet]] = {
+    "real": _real, "real_noaug": _real, "class_weight": _class_weight,
+    "oversample": _oversample, "smote": _smote, "gan": _gan, "gan_random": _gan,
+    "gan_class_weight": _gan, "gan_pretrain": _gan_pretrain,
+}
+SHARED = ("gan", "gan_random", "gan_class_weight")  # evaluated once per synthetic_ratios entry
+SYNTHETIC = (*SHARED, "gan_pretrain")  # variants that train on synthetic images
