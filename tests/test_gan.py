@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,15 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-import pipeline.gan.train as train_mod
 from conftest import make_images
 from pipeline.artifacts import save_checkpoint
 from pipeline.config import TrainGanConfig
 from pipeline.errors import PipelineError
 from pipeline.gan.augment import AUGMENTS, cutout, diff_augment, translation
-from pipeline.gan.checkpoint import FORMAT, load_generator, save_generator
+from pipeline.gan.checkpoint import FORMAT, TrainingStateFile, load_generator, save_generator
+from pipeline.gan.loop import Schedule, Update, train_loop
 from pipeline.gan.losses import LOSSES, GanLoss
-from pipeline.gan.train import GanState, fit, sample, to_uint8, to_unit
+from pipeline.gan.sampling import sample
+from pipeline.gan.state import GanState
+from pipeline.gan.steps import d_step, g_step
+from pipeline.gan.train import fit
+from pipeline.pixels import to_uint8, to_unit
 
 CPU = torch.device("cpu")
 IMAGES, LABELS = make_images([8, 6, 4])
@@ -76,7 +81,7 @@ def test_a_last_partial_interval_is_logged_too() -> None:
     assert [r["step"] for r in result.history] == [2, 4, 5]
 
 
-def test_logged_values_are_means_over_each_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_logged_values_are_means_over_each_interval() -> None:
     step = {"n": 0}
 
     def fake_d_step(state, real, y, z, *, loss, augment, **penalties):
@@ -87,15 +92,80 @@ def test_logged_values_are_means_over_each_interval(monkeypatch: pytest.MonkeyPa
     def fake_g_step(state, y, z, *, loss, augment):
         return torch.tensor(100.0 * step["n"])
 
-    monkeypatch.setattr(train_mod, "d_step", fake_d_step)
-    monkeypatch.setattr(train_mod, "g_step", fake_g_step)
-    result = fit(IMAGES, LABELS, tiny(steps=5, log_every=2), n_classes=3, seed=0, device=CPU)
+    result = fit(IMAGES, LABELS, tiny(steps=5, log_every=2), n_classes=3, seed=0, device=CPU,
+                 d_step=fake_d_step, g_step=fake_g_step)
     # steps 1-2, 3-4, then 5 alone
     assert result.history == [
         {"step": 2, "d_loss": 1.5, "g_loss": 150.0, "d_real": 15.0, "d_fake": -1.5},
         {"step": 4, "d_loss": 3.5, "g_loss": 350.0, "d_real": 35.0, "d_fake": -3.5},
         {"step": 5, "d_loss": 5.0, "g_loss": 500.0, "d_real": 50.0, "d_fake": -5.0},
     ]
+
+
+class StepValues(Update):
+    """A fake method for the shared loop: no model changes; its columns are functions of the step,
+    and its extra log value counts the calls."""
+
+    columns = ("d_loss", "g_loss", "other")
+
+    def __init__(self, *, bad_other_from: int = 0, finite: tuple[str, ...] = ("d_loss", "g_loss")
+                 ) -> None:
+        self.calls: list[int] = []
+        self.bad_other_from, self.finite = bad_other_from, finite
+
+    def __call__(self, state: GanState, step: int) -> torch.Tensor:
+        self.calls.append(step)
+        bad = self.bad_other_from and step >= self.bad_other_from
+        return torch.tensor([step, 10.0 * step, float("nan") if bad else -step])
+
+    def extras(self) -> dict[str, float]:
+        return {"calls": float(len(self.calls))}
+
+
+def still_state() -> GanState:
+    torch.manual_seed(0)
+    G, D = torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)
+    sgd = lambda m: torch.optim.SGD(m.parameters(), lr=0.0)  # noqa: E731 - no weight change
+    return GanState(G, D, copy.deepcopy(G).requires_grad_(False), sgd(G), sgd(D), {})
+
+
+def test_the_shared_loop_logs_interval_means_of_any_update_evaluates_and_resumes(
+    tmp_path: Path
+) -> None:
+    schedule = Schedule(steps=5, ema_decay=0.9, log_every=2, eval_every=3, checkpoint_every=2)
+    kw = dict(gen=torch.Generator(), device=CPU,
+              quality=lambda G: {"fid_domain": float(G.weight.sum())})
+    update = StepValues()
+    full = train_loop(still_state(), update, schedule, **kw)
+    assert update.calls == [1, 2, 3, 4, 5]
+    assert full.history == [  # steps 1-2, 3-4, then 5 alone; extras read at log time
+        {"step": 2, "d_loss": 1.5, "g_loss": 15.0, "other": -1.5, "calls": 2.0},
+        {"step": 4, "d_loss": 3.5, "g_loss": 35.0, "other": -3.5, "calls": 4.0},
+        {"step": 5, "d_loss": 5.0, "g_loss": 50.0, "other": -5.0, "calls": 5.0},
+    ]
+    assert [r["step"] for r in full.quality] == [3, 5] and full.best["step"] == 3
+    states = TrainingStateFile(tmp_path / "state.pt", "k")
+    with pytest.raises(Interrupt):  # at the step-4 log, before its checkpoint: step 2 is kept
+        train_loop(still_state(), StepValues(), schedule, log=interrupt_at(4), state_file=states,
+                   **kw)
+    again = StepValues()
+    resumed = train_loop(still_state(), again, schedule, state_file=states, **kw)
+    assert again.calls == [3, 4, 5]
+    # the step-2 row comes from the state file; the calls after it count from the resume
+    assert resumed.history == [full.history[0],
+                               *({**r, "calls": r["calls"] - 2} for r in full.history[1:])]
+    assert resumed.quality == full.quality
+
+
+def test_the_shared_loop_guards_the_columns_its_update_names_finite() -> None:
+    schedule = Schedule(steps=4, ema_decay=0.9, log_every=2, eval_every=0, checkpoint_every=2)
+    kw = dict(gen=torch.Generator(), device=CPU)
+    unguarded = train_loop(still_state(), StepValues(bad_other_from=3), schedule, **kw)
+    assert math.isnan(unguarded.history[-1]["other"])
+    with pytest.raises(PipelineError, match=r"non-finite by step 4; .*\(d_loss=3.5, g_loss=35.0, "
+                                            r"other=nan\)$"):
+        train_loop(still_state(), StepValues(bad_other_from=3, finite=StepValues.columns),
+                   schedule, **kw)
 
 
 @pytest.mark.parametrize("arch", ["dcgan", "mlp"])
@@ -114,39 +184,34 @@ def test_fit_is_deterministic_on_cpu_for_a_seed(arch: str) -> None:
 
 
 @pytest.mark.parametrize(("balanced", "low", "high"), [(False, 0.0, 0.15), (True, 0.4, 0.6)])
-def test_balanced_sampling_draws_classes_uniformly(
-    monkeypatch: pytest.MonkeyPatch, balanced: bool, low: float, high: float
-) -> None:
+def test_balanced_sampling_draws_classes_uniformly(balanced: bool, low: float, high: float
+                                                   ) -> None:
     images, labels = make_images([30, 2])  # class 1 is 1/16 of the images
     drawn: list[torch.Tensor] = []
-    real_d_step = train_mod.d_step
 
     def spy(state, real, y, z, **kwargs):
         drawn.append(y.clone())
-        return real_d_step(state, real, y, z, **kwargs)
+        return d_step(state, real, y, z, **kwargs)
 
-    monkeypatch.setattr(train_mod, "d_step", spy)
     fit(images, labels, tiny(arch="mlp", steps=20, batch_size=32, balanced_sampling=balanced,
-                             log_every=20), n_classes=2, seed=0, device=CPU)
+                             log_every=20), n_classes=2, seed=0, device=CPU, d_step=spy)
     share = torch.cat(drawn).float().mean().item()  # share of class-1 draws among 640
     assert low <= share <= high
 
 
 @pytest.mark.parametrize("which", ["d", "g"])
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
-def test_non_finite_losses_stop_training_with_a_pipeline_error(
-    monkeypatch: pytest.MonkeyPatch, which: str, bad: float
-) -> None:
+def test_non_finite_losses_stop_training_with_a_pipeline_error(which: str, bad: float) -> None:
     hinge = LOSSES["hinge"]
     broken = GanLoss(
         d=(lambda r, f: hinge.d(r, f) * bad) if which == "d" else hinge.d,
         g=(lambda f: hinge.g(f) * bad) if which == "g" else hinge.g,
     )
-    monkeypatch.setitem(LOSSES, "hinge", broken)
     rows, log = history_logger()
     with pytest.raises(PipelineError,
                        match=r"losses became non-finite by step 2\b.*lower train_gan.lr_d"):
-        fit(IMAGES, LABELS, tiny(loss="hinge", steps=6), n_classes=3, seed=0, device=CPU, log=log)
+        fit(IMAGES, LABELS, tiny(loss="hinge", steps=6), n_classes=3, seed=0, device=CPU, log=log,
+            loss=broken)
     assert rows == []  # nothing non-finite reached the logger
 
 
@@ -296,7 +361,8 @@ def test_generator_checkpoint_roundtrip(trained, tmp_path: Path) -> None:
     assert meta["arch"] == cfg.arch
     assert (meta["step"], meta["seed"]) == (6, 3)
     assert meta["model_kwargs"] == trained.state.model_kwargs
-    assert meta["train_gan"]["steps"] == 6 and meta["train_gan"]["betas"] == [0.0, 0.9]  # plain JSON types in the file
+    # plain JSON types in the file
+    assert meta["train_gan"]["steps"] == 6 and meta["train_gan"]["betas"] == [0.0, 0.9]
     assert "state_dict" not in meta
     raw = torch.load(path, weights_only=True)  # no code from the file runs
     assert raw["format"] == FORMAT
@@ -356,8 +422,8 @@ def test_gradient_penalty_and_r1_have_their_closed_form(
     real, fake = torch.rand(3, 1, 4, 4), -torch.rand(3, 1, 4, 4)
     y, z = torch.zeros(3, dtype=torch.long), torch.zeros(3, 1)
     state = critic_state(w, fake)
-    d_loss, d_real, d_fake = train_mod.d_step(state, real, y, z, loss=LOSSES[loss], augment=[],
-                                              gp_weight=gp_weight, r1_gamma=r1_gamma)
+    d_loss, d_real, d_fake = d_step(state, real, y, z, loss=LOSSES[loss], augment=[],
+                                    gp_weight=gp_weight, r1_gamma=r1_gamma)
     real_logits, fake_logits = real.flatten(1) @ w.flatten(), fake.flatten(1) @ w.flatten()
     norm = w.norm().item()
     expected = LOSSES[loss].d(real_logits, fake_logits).item()
@@ -369,9 +435,8 @@ def test_gradient_penalty_and_r1_have_their_closed_form(
     assert d_fake.item() == pytest.approx(fake_logits.mean().item(), rel=1e-5)
 
 
-def test_several_discriminator_steps_per_generator_step(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_several_discriminator_steps_per_generator_step() -> None:
     calls = {"d": 0, "g": 0}
-    real_d, real_g = train_mod.d_step, train_mod.g_step
 
     def count(kind, fn):
         def wrapped(*args, **kwargs):
@@ -379,10 +444,9 @@ def test_several_discriminator_steps_per_generator_step(monkeypatch: pytest.Monk
             return fn(*args, **kwargs)
         return wrapped
 
-    monkeypatch.setattr(train_mod, "d_step", count("d", real_d))
-    monkeypatch.setattr(train_mod, "g_step", count("g", real_g))
     result = fit(IMAGES, LABELS, tiny(loss="wgan-gp", d_steps=3, r1_gamma=1.0, steps=4),
-                 n_classes=3, seed=0, device=CPU)
+                 n_classes=3, seed=0, device=CPU, d_step=count("d", d_step),
+                 g_step=count("g", g_step))
     assert calls == {"d": 12, "g": 4}
     assert all(math.isfinite(v) for row in result.history for v in row.values())
 
@@ -489,21 +553,18 @@ def test_an_unreadable_state_is_not_resumed(tmp_path: Path) -> None:
     assert torch.load(state, weights_only=True)["step"] == 2
 
 
-def test_non_finite_losses_keep_the_last_good_state(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_non_finite_losses_keep_the_last_good_state(tmp_path: Path) -> None:
     hinge, calls = LOSSES["hinge"], {"n": 0}
 
     def d_loss(r, f):
         calls["n"] += 1
         return hinge.d(r, f) * (float("nan") if calls["n"] > 5 else 1.0)
 
-    monkeypatch.setitem(LOSSES, "hinge", GanLoss(d_loss, hinge.g))
     state = tmp_path / "state.pt"
     with pytest.raises(PipelineError, match=rf"by step 6; the last good training state is kept "
                                             rf"in {state}"):
         fit(IMAGES, LABELS, tiny(steps=10, log_every=3, checkpoint_every=4, loss="hinge"),
-            n_classes=3, seed=0, device=CPU, checkpoint=state)
+            n_classes=3, seed=0, device=CPU, checkpoint=state, loss=GanLoss(d_loss, hinge.g))
     kept = torch.load(state, weights_only=True)
     assert kept["step"] == 4
     assert all(torch.isfinite(v).all() for v in kept["G"].values())

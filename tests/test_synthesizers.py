@@ -14,7 +14,8 @@ from pipeline.artifacts import save_checkpoint
 from pipeline.config import Config, TrainGanConfig, parse_config
 from pipeline.errors import PipelineError
 from pipeline.gan.checkpoint import save_generator
-from pipeline.gan.train import fit, sample
+from pipeline.gan.sampling import sample
+from pipeline.gan.train import fit
 from pipeline.synthesizers.base import FORMAT, load_synthesizer
 from pipeline.synthesizers.registry import METHODS, method_module
 
