@@ -31,7 +31,7 @@ from pipeline.gan.sampling import sample
 from pipeline.gan.state import FitResult
 
 FORMAT = "imbalance-gan/synthesizer/v1"
-LEGACY_GENERATOR = "imbalance-gan/generator/v1"  # before synthesizers: always the dcgan method
+LEGACY_GENERATOR = "imbalance-gan/generator/v1"  # a generator-only checkpoint: the dcgan method
 
 
 class Synthesizer:
