@@ -25,7 +25,7 @@ from pipeline.errors import PipelineError
 from pipeline.gan.checkpoint import TrainingStateFile
 from pipeline.gan.state import FitResult, GanState, QualityFn, ema_update
 
-__all__ = ["Schedule", "Update", "nonfinite_message", "train_loop"]
+__all__ = ["Schedule", "Update", "train_loop"]
 
 
 class Update:
@@ -96,7 +96,7 @@ def train_loop(
             _evaluate(quality, result, device)
         if state_file is not None and (step % schedule.checkpoint_every == 0 or last):
             if not bool(torch.isfinite(mean_over_ranks(sums.clone())).all()):
-                raise PipelineError(nonfinite_message(step, where))  # keep the good state
+                raise PipelineError(_nonfinite_message(step, where))  # keep the good state
             result.seconds = time.perf_counter() - start
             state_file.save(result, sums, gen)
     result.seconds = time.perf_counter() - start
@@ -131,7 +131,7 @@ def _evaluate(quality: QualityFn, result: FitResult, device: torch.device) -> No
         result.best_state = {k: v.detach().cpu().clone() for k, v in weights.items()}
 
 
-def nonfinite_message(step: int, where: str | Path | None) -> str:
+def _nonfinite_message(step: int, where: str | Path | None) -> str:
     kept = f"; the last good training state is kept in {where}" if where else ""
     return (f"train_gan: losses became non-finite by step {step}{kept}; lower train_gan.lr_d / "
             f"train_gan.lr_g, or enable spectral_norm")
@@ -142,5 +142,5 @@ def _log_row(update: Update, means: torch.Tensor, step: int, where: str | Path |
     values = dict(zip(update.columns, means.tolist()))  # the one host sync per log interval
     if not all(math.isfinite(values[k]) for k in update.finite):
         shown = ", ".join(f"{k}={values[k]}" for k in update.finite)
-        raise PipelineError(f"{nonfinite_message(step, where)} ({shown})")
+        raise PipelineError(f"{_nonfinite_message(step, where)} ({shown})")
     return {"step": step, **values, **update.extras()}
