@@ -204,8 +204,10 @@ def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> None:
     """Save tensors + plain Python values (loadable with `torch.load(weights_only=True)`)."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(dict(payload), tmp)
+    # A file object, not the path: torch then names the records inside the zip archive/..., not
+    # after the temporary file, so the same payload always gives the same bytes (and DVC hash).
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(dict(payload), f)
 
 
 def load_checkpoint(path: str | Path, *, stage: str = "train_gan") -> dict[str, Any]:

@@ -314,6 +314,14 @@ def test_checkpoint_roundtrip_loads_with_weights_only(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == ["c.pt"]
 
 
+def test_the_same_checkpoint_payload_gives_the_same_bytes(tmp_path: Path) -> None:
+    payload = {"w": torch.arange(6.0).view(2, 3), "step": 3, "name": "x"}
+    save_checkpoint(tmp_path / "a.pt", payload)
+    save_checkpoint(tmp_path / "a.pt", payload)  # overwritten through another temporary file
+    save_checkpoint(tmp_path / "b.pt", payload)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+
+
 def test_load_checkpoint_of_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match="checkpoint not found; run `dvc repro train_gan`"):
         load_checkpoint(tmp_path / "nope.pt")

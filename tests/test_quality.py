@@ -25,7 +25,8 @@ from pipeline.errors import PipelineError
 from pipeline.features import FORMAT, embed, load_extractor, train_extractor
 from pipeline.gan.latents import latents
 from pipeline.gan.quality import QualityProbe
-from pipeline.gan.train import sample, to_unit
+from pipeline.gan.sampling import sample
+from pipeline.pixels import to_unit
 from pipeline.pool import SyntheticPool, load_pool
 from pipeline.synthesize import pool_plan, synthesize
 from pipeline.synthesizers.base import GeneratorSynthesizer

@@ -298,4 +298,4 @@ def test_the_report_draws_adas_p_next_to_the_losses() -> None:
     assert len(axes) == 3 and "ADA" in axes[2].get_title()
     lines = {line.get_label(): line.get_ydata().tolist() for line in axes[2].get_lines()}
     assert lines == {"ada_p": [0.0, 0.05, 0.1], "ada_rt": [0.5, 0.7, 0.8]}
-    assert len(plot_losses(rows.drop(columns=["ada_p", "ada_rt"])).axes) == 2  # dcgan: as before
+    assert len(plot_losses(rows.drop(columns=["ada_p", "ada_rt"])).axes) == 2  # dcgan: no ADA panel

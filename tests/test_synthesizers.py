@@ -1,4 +1,4 @@
-"""pipeline/synthesizers: the registry, the contract, and the dcgan method's unchanged behaviour."""
+"""pipeline/synthesizers: the registry, the contract, and the dcgan method's equivalence to fit."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from pipeline.artifacts import save_checkpoint
 from pipeline.config import Config, TrainGanConfig, parse_config
 from pipeline.errors import PipelineError
 from pipeline.gan.checkpoint import save_generator
-from pipeline.gan.train import fit, sample
+from pipeline.gan.sampling import sample
+from pipeline.gan.train import fit
 from pipeline.synthesizers.base import FORMAT, load_synthesizer
 from pipeline.synthesizers.registry import METHODS, method_module
 
@@ -49,7 +50,7 @@ def test_dcgan_method_is_bit_identical_to_the_training_loop_it_wraps(arch: str, 
     cfg = tiny_config(arch=arch, loss=loss)
     trained = method_module("dcgan").train(IMAGES, LABELS, cfg, n_classes=3, device=CPU,
                                            quality=fake_quality)
-    # today's path: fit + keep the best EMA generator + sample(G, ...) by latent_dim
+    # the direct path: fit + keep the best EMA generator + sample(G, ...) by latent_dim
     direct = fit(IMAGES, LABELS, cfg.train_gan, n_classes=3, seed=cfg.seed, device=CPU,
                  quality=lambda G: {"fid_domain": float(sample(
                      G, np.array([0, 1, 2]), np.array([5, 6, 7]), latent_dim=16,

@@ -1,9 +1,10 @@
 """Per-image latent vectors from integer seeds, vectorised on any device.
 
 z_i = latents(seed_i) is a pure function of the seed: a counter-based generator (the splitmix64
-finaliser over (seed, coordinate) counters, two 24-bit uniforms per 64-bit hash, Box-Muller) computed with int64 tensor
-arithmetic, so a million latents are a few kernels on a GPU instead of a million Python-level RNG
-objects, and any single synthetic image can be drawn again from the seed in its manifest row.
+finaliser over (seed, coordinate) counters, two 24-bit uniforms per 64-bit hash, Box-Muller)
+computed with int64 tensor arithmetic, so a million latents are a few kernels on a GPU instead of a
+million Python-level RNG objects, and any single synthetic image can be drawn again from the seed
+in its manifest row.
 Integer steps are exact on every device; the final log/cos may differ in the last bit between CPU
 and GPU, so images are bit-identical on the same kind of device.
 """
@@ -34,7 +35,8 @@ def _mix(x: torch.Tensor) -> torch.Tensor:
 
 def latents(seeds: np.ndarray | torch.Tensor, latent_dim: int, *, device: torch.device
             ) -> torch.Tensor:
-    """z (N, latent_dim) float32 ~ N(0, I) on `device`, row i a function of seeds[i] (int64) alone."""
+    """z (N, latent_dim) float32 ~ N(0, I) on `device`; row i a function of seeds[i] (int64)
+    alone."""
     s = torch.as_tensor(np.asarray(seeds, dtype=np.int64), device=device).view(-1, 1)
     key = _mix(s * _GOLDEN)  # (N, 1): decorrelates neighbouring seeds
     j = torch.arange(latent_dim, device=device, dtype=torch.int64).view(1, -1)

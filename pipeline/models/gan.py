@@ -90,7 +90,7 @@ class ProjectionDiscriminator(nn.Module):
 
 
 class MLPGenerator(nn.Module):
-    """The seed document's vanilla GAN generator, with the label embedding concatenated to z."""
+    """A vanilla (MLP) GAN generator, with the label embedding concatenated to z."""
 
     def __init__(
         self, *, latent_dim: int, n_classes: int, image_size: int, channels: int, width: int
@@ -98,7 +98,7 @@ class MLPGenerator(nn.Module):
         super().__init__()
         self.latent_dim = latent_dim
         self.shape = (channels, image_size, image_size)
-        hidden = [4 * width, 8 * width, 16 * width]  # width=64 -> the seed's 256, 512, 1024
+        hidden = [4 * width, 8 * width, 16 * width]  # width=64 -> 256, 512, 1024 units
         self.embed = nn.Embedding(n_classes, latent_dim)
         layers: list[nn.Module] = []
         for c_in, c_out in zip([2 * latent_dim, *hidden[:-1]], hidden):
@@ -110,7 +110,7 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """The seed document's vanilla GAN discriminator on [flattened image, label embedding]; logits."""
+    """A vanilla (MLP) GAN discriminator on [flattened image, label embedding]; logits."""
 
     def __init__(
         self, *, n_classes: int, image_size: int, channels: int, width: int,

@@ -27,10 +27,11 @@ from torch import nn
 
 from pipeline.artifacts import load_checkpoint, save_checkpoint
 from pipeline.errors import PipelineError
-from pipeline.gan.train import sample
+from pipeline.gan.sampling import sample
+from pipeline.gan.state import FitResult
 
 FORMAT = "imbalance-gan/synthesizer/v1"
-LEGACY_GENERATOR = "imbalance-gan/generator/v1"  # before synthesizers: always the dcgan method
+LEGACY_GENERATOR = "imbalance-gan/generator/v1"  # a generator-only checkpoint: the dcgan method
 
 
 class Synthesizer:
@@ -92,6 +93,14 @@ class Trained:
     history: list[dict[str, float]] = field(default_factory=list)  # one row per log interval
     quality: list[dict[str, float]] = field(default_factory=list)  # one row per evaluation
     best: dict[str, float] | None = None  # the kept quality row
+
+    @classmethod
+    def of(cls, synthesizer: Synthesizer, result: FitResult, *, images_per_step: int) -> Trained:
+        """A finished loop's result (`result.keep_best()` already applied) as a method's answer."""
+        steps, seconds = result.state.step, result.seconds
+        return cls(synthesizer, steps=steps, seconds=seconds, history=result.history,
+                   quality=result.quality, best=result.best,
+                   images_per_second=steps * images_per_step / max(seconds, 1e-9))
 
 
 # a synthesizer -> quality metrics including fid_domain (pipeline/gan/quality.py QualityProbe)

@@ -13,8 +13,8 @@ both chosen by the seed. The training images are part of the checkpoint (what sa
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +24,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline import LogFn
-from pipeline.config import Config
+from pipeline.config import Config, CycleGanConfig
 from pipeline.distributed import current
 from pipeline.errors import PipelineError
+from pipeline.gan.checkpoint import TrainingStateFile
 from pipeline.gan.latents import _GOLDEN, _mix, _shr
-from pipeline.gan.train import (
-    FitResult, GanState, _evaluate, _nonfinite_message, _resume, _save_training_state, ema_update,
-)
+from pipeline.gan.loop import Schedule, Update, train_loop
+from pipeline.gan.state import GanState
 from pipeline.models.cyclegan import ImagePool, PatchDiscriminator, ResnetGenerator
 from pipeline.pixels import to_uint8, to_unit
 from pipeline.synthesizers.base import FORMAT, Synthesizer, SynthQualityFn, Trained, sections
@@ -141,6 +141,33 @@ def train_step(state: GanState, a: torch.Tensor, bs: dict[int, torch.Tensor], *,
     return torch.stack([d_loss.detach(), g_loss.detach(), cyc.detach(), idt.detach()])
 
 
+@dataclass
+class CycleUpdate(Update):
+    """One update of every pair, on a fresh majority batch and a fresh batch of each minority
+    class (the majority's drawn first)."""
+
+    data: torch.Tensor  # uint8 (N, H, W, C) on the device
+    members: dict[int, torch.Tensor]  # class -> indices of its images
+    majority: int
+    minorities: list[int]
+    s: CycleGanConfig
+    gen: torch.Generator
+
+    columns = COLUMNS
+    finite = COLUMNS
+
+    def __call__(self, state: GanState, step: int) -> torch.Tensor:
+        a = self.batch(self.majority)
+        return train_step(state, a, {c: self.batch(c) for c in self.minorities},
+                          cycle=self.s.cycle_weight, identity=self.s.identity_weight)
+
+    def batch(self, c: int) -> torch.Tensor:  # (B, C, H, W)
+        members = self.members[c]
+        pick = torch.randint(0, len(members), (self.s.batch_size,), device=self.data.device,
+                             generator=self.gen)
+        return to_unit(self.data[members[pick]])
+
+
 def train(
     images: np.ndarray, labels: np.ndarray, cfg: Config, *, n_classes: int,
     device: torch.device, log: LogFn = lambda metrics, step: None,
@@ -178,49 +205,13 @@ def train(
 
     data, targets = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
     members = {c: torch.nonzero(targets == c).squeeze(1) for c in range(n_classes)}
-    result, sums = FitResult(state), torch.zeros(len(COLUMNS), device=device)
-    resumable = checkpoint is not None and Path(checkpoint).exists()
-    if resumable and _resume(checkpoint, resume_key, g.steps, state, result, sums, gen, notify):
-        notify(f"resuming from step {state.step} ({checkpoint})")
-    start = time.perf_counter() - result.seconds
-    last_logged = result.history[-1]["step"] if result.history else 0
-
-    def batch(c: int) -> torch.Tensor:  # (B, C, H, W)
-        pick = torch.randint(0, len(members[c]), (s.batch_size,), device=device, generator=gen)
-        return to_unit(data[members[c][pick]])
-
-    for step in range(state.step + 1, g.steps + 1):
-        a = batch(majority)
-        sums += train_step(state, a, {c: batch(c) for c in minorities},
-                           cycle=s.cycle_weight, identity=s.identity_weight)
-        ema_update(state.G_ema, state.G, decay=min(g.ema_decay, (1 + step) / (10 + step)))
-        state.step = step
-        last = step == g.steps
-        if step % g.log_every == 0 or last:
-            values = (sums / (step - last_logged)).tolist()
-            if not np.isfinite(values).all():
-                raise PipelineError(_nonfinite_message(step, checkpoint))
-            row = {"step": step, **dict(zip(COLUMNS, values))}
-            sums.zero_()
-            result.history.append(row)
-            last_logged = step
-            log({k: v for k, v in row.items() if k != "step"}, step)
-        if quality is not None and ((g.eval_every and step % g.eval_every == 0) or last):
-            _evaluate(probe, result, device)
-        if checkpoint is not None and (step % g.checkpoint_every == 0 or last):
-            result.seconds = time.perf_counter() - start
-            _save_training_state(checkpoint, resume_key, result, sums, gen)
-    result.seconds = time.perf_counter() - start
-    if result.best_state is not None:
-        state.G_ema.load_state_dict(result.best_state)
-    best_step = state.step if result.best is None else int(result.best["step"])
-    meta.update(step=state.step, best_step=best_step)
-    return Trained(
-        CycleSynthesizer(state.G_ema, images, labels, meta=meta, device=device),
-        steps=state.step, seconds=result.seconds, history=result.history,
-        quality=result.quality, best=result.best,
-        images_per_second=state.step * s.batch_size * len(minorities) / max(result.seconds, 1e-9),
-    )
+    update = CycleUpdate(data, members, majority, minorities, s, gen)
+    state_file = None if checkpoint is None else TrainingStateFile(checkpoint, resume_key, notify)
+    result = train_loop(state, update, Schedule.of(g), gen=gen, device=device, log=log,
+                        quality=None if quality is None else probe, state_file=state_file)
+    meta.update(step=state.step, best_step=result.keep_best())
+    return Trained.of(CycleSynthesizer(state.G_ema, images, labels, meta=meta, device=device),
+                      result, images_per_step=s.batch_size * len(minorities))
 
 
 def load(ckpt: dict[str, Any], *, device: torch.device) -> CycleSynthesizer:

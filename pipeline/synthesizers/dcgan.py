@@ -1,5 +1,5 @@
-"""Method `dcgan`: the conditional DCGAN / MLP GAN of pipeline/gan/train.py, unchanged (`fit` is
-called with the train_gan section as before; this module only adapts its result to the contract).
+"""Method `dcgan`: the conditional DCGAN / MLP GAN of pipeline/gan/train.py (`fit` with the
+train_gan section); this module only adapts its result to the synthesizer contract.
 """
 
 from __future__ import annotations
@@ -41,16 +41,11 @@ def train(
     result = fit(images, labels, gcfg, n_classes=n_classes, seed=cfg.seed, device=device,
                  log=log, quality=None if quality is None else probe, checkpoint=checkpoint,
                  resume_key=resume_key, notify=notify)
+    best_step = result.keep_best()  # the EMA generator at the step with the lowest fid_domain
     state = result.state
-    if result.best_state is not None:  # the EMA generator at the step with the lowest fid_domain
-        state.G_ema.load_state_dict(result.best_state)
-    best_step = state.step if result.best is None else int(result.best["step"])
     meta.update(model_kwargs=state.model_kwargs, step=state.step, best_step=best_step)
-    return Trained(
-        GeneratorSynthesizer(state.G_ema, meta=meta, device=device), steps=state.step,
-        seconds=result.seconds, history=result.history, quality=result.quality, best=result.best,
-        images_per_second=state.step * gcfg.batch_size * gcfg.d_steps / max(result.seconds, 1e-9),
-    )
+    return Trained.of(GeneratorSynthesizer(state.G_ema, meta=meta, device=device), result,
+                      images_per_step=gcfg.batch_size * gcfg.d_steps)
 
 
 def load(ckpt: dict[str, Any], *, device: torch.device) -> GeneratorSynthesizer:

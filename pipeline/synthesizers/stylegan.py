@@ -4,16 +4,17 @@ loss, lazy R1 on real images, style mixing and an EMA generator; sampling can tr
 class's mean w. Reads `stylegan` for the model and losses and the loop settings from `train_gan`
 (latent_dim, steps, batch_size, balanced_sampling, ema_decay, eval/checkpoint/log_every).
 
-The loop keeps the dcgan loop's conventions (pipeline/gan/train.py): its training-state file,
-resume (bit-exact on CPU: ADA's p and r_t sums are buffers of the discriminator wrapper), keep-the-
-best-by-fid_domain evaluation with forked RNG, and one host sync per log interval.
+The loop is the shared one (pipeline/gan/loop.py): its training-state file, exact resume (on
+CPU; ADA's p and r_t sums are buffers of the discriminator wrapper, so they are saved with D),
+keep-the-best-by-fid_domain evaluation with forked RNG, and one host sync per log interval; this
+module supplies the update (`StyleUpdate`).
 """
 
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,11 @@ from pipeline.config import Config, StyleGanConfig
 from pipeline.distributed import current
 from pipeline.errors import PipelineError
 from pipeline.gan.ada import AdaptiveAugment
-from pipeline.gan.train import (
-    FitResult, GanState, _evaluate, _nonfinite_message, _resume, _save_training_state, ema_update,
-)
+from pipeline.gan.checkpoint import TrainingStateFile
+from pipeline.gan.loop import Schedule, Update, train_loop
+from pipeline.gan.state import GanState
+from pipeline.gan.steps import Batches
 from pipeline.models.stylegan import ResidualDiscriminator, StyleGenerator
-from pipeline.pixels import to_unit
 from pipeline.synthesizers.base import (
     FORMAT, GeneratorSynthesizer, SynthQualityFn, Trained, sections,
 )
@@ -132,6 +133,32 @@ def g_step(state: GanState, y: torch.Tensor, z: torch.Tensor, *, s: StyleGanConf
     return loss.detach()
 
 
+@dataclass
+class StyleUpdate(Update):
+    """One D update (lazy R1 every r1_every steps), one G update, and every ada_interval steps
+    ADA's adjustment of p."""
+
+    batches: Batches
+    s: StyleGanConfig
+    augment: AdaptiveAugment  # the discriminator's (state.D.augment)
+
+    columns = COLUMNS
+
+    def __call__(self, state: GanState, step: int) -> torch.Tensor:
+        s, gen = self.s, self.batches.gen
+        real, y = self.batches.real()
+        regularise = s.r1_gamma > 0 and step % s.r1_every == 0
+        d_stats = d_step(state, real, y, self.batches.z(), s=s, regularise=regularise, gen=gen)
+        g_loss = g_step(state, y, self.batches.z(), s=s, gen=gen)
+        if s.ada and step % s.ada_interval == 0:
+            self.augment.adjust(target=s.ada_target, images=self.batches.size * s.ada_interval,
+                                kimg=s.ada_kimg)
+        return torch.stack([d_stats[0], g_loss, d_stats[1], d_stats[2], d_stats[3]])
+
+    def extras(self) -> dict[str, float]:
+        return {"ada_p": float(self.augment.p)}
+
+
 def train(
     images: np.ndarray, labels: np.ndarray, cfg: Config, *, n_classes: int,
     device: torch.device, log: LogFn = lambda metrics, step: None,
@@ -145,7 +172,8 @@ def train(
                             "stage without torchrun (or use train_gan.method: dcgan)")
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    data, targets = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
+    batches = Batches.of(images, labels, n_classes=n_classes, balanced=g.balanced_sampling,
+                         gen=gen, size=g.batch_size, latent_dim=g.latent_dim, device=device)
     state = build_state(cfg, n_classes=n_classes, image_size=images.shape[1],
                         channels=images.shape[3], device=device)
     meta: dict[str, Any] = {
@@ -157,62 +185,14 @@ def train(
     def probe(G: nn.Module) -> dict[str, float]:
         return quality(StyleSynthesizer(G, meta=meta, device=device))  # type: ignore[misc]
 
-    counts = torch.bincount(targets, minlength=n_classes).float()
-    weights = 1.0 / counts[targets] if g.balanced_sampling else torch.ones_like(targets).float()
-    result, sums = FitResult(state), torch.zeros(len(COLUMNS), device=device)
-    resumable = checkpoint is not None and Path(checkpoint).exists()
-    if resumable and _resume(checkpoint, resume_key, g.steps, state, result, sums, gen, notify):
-        notify(f"resuming from step {state.step} ({checkpoint})")
-    start = time.perf_counter() - result.seconds
-    last_logged = result.history[-1]["step"] if result.history else 0
-    augment: AdaptiveAugment = state.D.augment
-    for step in range(state.step + 1, g.steps + 1):
-        idx = torch.multinomial(weights, g.batch_size, replacement=True, generator=gen)
-        real, y = to_unit(data[idx]), targets[idx]
-        z = torch.randn(g.batch_size, g.latent_dim, device=device, generator=gen)
-        regularise = s.r1_gamma > 0 and step % s.r1_every == 0
-        d_stats = d_step(state, real, y, z, s=s, regularise=regularise, gen=gen)
-        z = torch.randn(g.batch_size, g.latent_dim, device=device, generator=gen)
-        g_loss = g_step(state, y, z, s=s, gen=gen)
-        ema_update(state.G_ema, state.G, decay=min(g.ema_decay, (1 + step) / (10 + step)))
-        if s.ada and step % s.ada_interval == 0:
-            augment.adjust(target=s.ada_target, images=g.batch_size * s.ada_interval,
-                           kimg=s.ada_kimg)
-        state.step = step
-        sums += torch.stack([d_stats[0], g_loss, d_stats[1], d_stats[2], d_stats[3]])
-        last = step == g.steps
-        if step % g.log_every == 0 or last:
-            row = _log_row(sums / (step - last_logged), augment, step, checkpoint)
-            sums.zero_()
-            result.history.append(row)
-            last_logged = step
-            log({k: v for k, v in row.items() if k != "step"}, step)
-        if quality is not None and ((g.eval_every and step % g.eval_every == 0) or last):
-            _evaluate(probe, result, device)
-        if checkpoint is not None and (step % g.checkpoint_every == 0 or last):
-            if not bool(torch.isfinite(sums).all()):
-                raise PipelineError(_nonfinite_message(step, checkpoint))
-            result.seconds = time.perf_counter() - start
-            _save_training_state(checkpoint, resume_key, result, sums, gen)
-    result.seconds = time.perf_counter() - start
-    if result.best_state is not None:  # the EMA generator at the step with the lowest fid_domain
-        state.G_ema.load_state_dict(result.best_state)
-    best_step = state.step if result.best is None else int(result.best["step"])
-    meta.update(step=state.step, best_step=best_step, ada_p=float(augment.p))
-    return Trained(
-        StyleSynthesizer(state.G_ema, meta=meta, device=device), steps=state.step,
-        seconds=result.seconds, history=result.history, quality=result.quality, best=result.best,
-        images_per_second=state.step * g.batch_size / max(result.seconds, 1e-9),
-    )
-
-
-def _log_row(means: torch.Tensor, augment: AdaptiveAugment, step: int,
-             checkpoint: str | Path | None) -> dict[str, float]:
-    values = means.tolist()  # the one host sync per log interval
-    if not all(np.isfinite(values[:2])):
-        raise PipelineError(f"{_nonfinite_message(step, checkpoint)} (d_loss={values[0]}, "
-                            f"g_loss={values[1]})")
-    return {"step": step, **dict(zip(COLUMNS, values)), "ada_p": float(augment.p)}
+    state_file = None if checkpoint is None else TrainingStateFile(checkpoint, resume_key, notify)
+    result = train_loop(state, StyleUpdate(batches, s, state.D.augment), Schedule.of(g),
+                        gen=gen, device=device, log=log,
+                        quality=None if quality is None else probe, state_file=state_file)
+    best_step = result.keep_best()  # the EMA generator at the step with the lowest fid_domain
+    meta.update(step=state.step, best_step=best_step, ada_p=float(state.D.augment.p))
+    return Trained.of(StyleSynthesizer(state.G_ema, meta=meta, device=device), result,
+                      images_per_step=g.batch_size)
 
 
 def load(ckpt: dict[str, Any], *, device: torch.device) -> StyleSynthesizer:

@@ -1,0 +1,146 @@
+"""The one GAN training loop every method shares; each method supplies its own update.
+
+`train_loop` counts steps, keeps the EMA generator, logs the mean of each column over every
+`log_every` steps (the one host sync per interval, so the device never waits on the host inside
+a step), evaluates every `eval_every` steps and keeps the generator with the lowest fid_domain,
+writes the resumable training state every `checkpoint_every` steps and resumes from it exactly,
+and stops on non-finite losses before they reach the logger or overwrite a good state. Its parts
+come in as arguments: the update (`Update`), the evaluator (`quality`), the state file
+(`pipeline/gan/checkpoint.py` `TrainingStateFile`) and the logger.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pipeline import LogFn
+from pipeline.config import TrainGanConfig
+from pipeline.distributed import gather_objects, local, mean_over_ranks
+from pipeline.errors import PipelineError
+from pipeline.gan.checkpoint import TrainingStateFile
+from pipeline.gan.state import FitResult, GanState, QualityFn, ema_update
+
+__all__ = ["Schedule", "Update", "train_loop"]
+
+
+class Update:
+    """One training step of a method: `update(state, step)` updates the models and returns the
+    step's values of `columns`, a tensor (len(columns),) on the device (no host sync)."""
+
+    columns: tuple[str, ...] = ("d_loss", "g_loss")  # what a call returns, in this order
+    finite: tuple[str, ...] = ("d_loss", "g_loss")  # columns whose log means must be finite
+
+    def __call__(self, state: GanState, step: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def extras(self) -> dict[str, float]:
+        """Values read at log time and appended to each log row (e.g. ADA's p)."""
+        return {}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    steps: int
+    ema_decay: float
+    log_every: int
+    eval_every: int  # 0: at the last step only
+    checkpoint_every: int
+
+    @classmethod
+    def of(cls, cfg: TrainGanConfig) -> Schedule:
+        return cls(steps=cfg.steps, ema_decay=cfg.ema_decay, log_every=cfg.log_every,
+                   eval_every=cfg.eval_every, checkpoint_every=cfg.checkpoint_every)
+
+
+def train_loop(
+    state: GanState, update: Update, schedule: Schedule, *, gen: torch.Generator,
+    device: torch.device, log: LogFn = lambda metrics, step: None,
+    quality: QualityFn | None = None, state_file: TrainingStateFile | None = None,
+) -> FitResult:
+    """Train `state` from its step to `schedule.steps` with `update`; `gen` is the method's
+    generator for batches and latents (saved and restored with the state).
+
+    quality: called with the EMA generator every `eval_every` steps and at the end; returns
+        metrics including `fid_domain`. The generator with the lowest fid_domain is kept
+        (`FitResult.best_state`); without `quality` the last EMA generator is the result.
+    state_file: where the full training state is written every `checkpoint_every` steps and at the
+        end. If it holds a state of the same run, training resumes from it and ends with the same
+        weights as an uninterrupted run (on CPU; GPU kernels may be nondeterministic).
+    """
+    result, sums = FitResult(state), torch.zeros(len(update.columns), device=device)
+    if state_file is not None:
+        state_file.restore(result, sums, gen, steps=schedule.steps)
+    where = None if state_file is None else state_file.path
+    _same_step_on_every_rank(state.step, where)
+    start = time.perf_counter() - result.seconds
+    last_logged = result.history[-1]["step"] if result.history else 0
+    for step in range(state.step + 1, schedule.steps + 1):
+        sums += update(state, step)
+        # EMA warm-up: early on, average over the steps seen so far rather than the random init.
+        ema_update(state.G_ema, state.G, decay=min(schedule.ema_decay, (1 + step) / (10 + step)))
+        state.step = step
+        last = step == schedule.steps
+        if step % schedule.log_every == 0 or last:
+            row = _log_row(update, mean_over_ranks(sums / (step - last_logged)), step, where)
+            sums.zero_()
+            result.history.append(row)
+            last_logged = step
+            log({k: v for k, v in row.items() if k != "step"}, step)
+        if quality is not None and ((schedule.eval_every and step % schedule.eval_every == 0)
+                                    or last):
+            _evaluate(quality, result, device)
+        if state_file is not None and (step % schedule.checkpoint_every == 0 or last):
+            if not bool(torch.isfinite(mean_over_ranks(sums.clone())).all()):
+                raise PipelineError(_nonfinite_message(step, where))  # keep the good state
+            result.seconds = time.perf_counter() - start
+            state_file.save(result, sums, gen)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _same_step_on_every_rank(step: int, where: str | Path | None) -> None:
+    steps = gather_objects(step)  # under torchrun: every rank must resume the same step
+    if len(set(steps)) > 1:
+        raise PipelineError(
+            f"train_gan: the processes found different training states at {where} (steps "
+            f"{steps}); put checkpoints/ on storage every node shares, or "
+            f"delete the state to start over"
+        )
+
+
+def _evaluate(quality: QualityFn, result: FitResult, device: torch.device) -> None:
+    """Quality metrics of the EMA generator; keeps a copy of the best one by fid_domain.
+
+    The RNG state is forked so that evaluating (which samples and trains a TSTR classifier) never
+    changes the training run: the weights are the same with or without evaluation.
+    """
+    state = result.state
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), local():
+        metrics = quality(state.G_ema)  # under torchrun: rank 0 alone, so no collectives
+    row = {"step": state.step, **metrics}
+    result.quality.append(row)
+    best = result.best
+    if best is None or metrics["fid_domain"] < best["fid_domain"]:
+        result.best = row
+        weights = state.G_ema.state_dict()
+        result.best_state = {k: v.detach().cpu().clone() for k, v in weights.items()}
+
+
+def _nonfinite_message(step: int, where: str | Path | None) -> str:
+    kept = f"; the last good training state is kept in {where}" if where else ""
+    return (f"train_gan: losses became non-finite by step {step}{kept}; lower train_gan.lr_d / "
+            f"train_gan.lr_g, or enable spectral_norm")
+
+
+def _log_row(update: Update, means: torch.Tensor, step: int, where: str | Path | None
+             ) -> dict[str, float]:
+    values = dict(zip(update.columns, means.tolist()))  # the one host sync per log interval
+    if not all(math.isfinite(values[k]) for k in update.finite):
+        shown = ", ".join(f"{k}={values[k]}" for k in update.finite)
+        raise PipelineError(f"{_nonfinite_message(step, where)} ({shown})")
+    return {"step": step, **values, **update.extras()}
