@@ -74,7 +74,7 @@ def contrast(x: torch.Tensor, p: torch.Tensor, std: float = 0.5) -> torch.Tensor
     return torch.where(chosen, (x - mean) * factor.view(-1, 1, 1, 1).to(x.dtype) + mean, x)
 
 
-# Applied in this order; params `stylegan.augment` picks a subset (pipeline/config.py ADA_OPS).
+# Applied in this order; params `stylegan.augment` picks a subset (config reads its choices from here).
 ADA_OPS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "xflip": xflip, "rotate90": rotate90, "translate": translate, "scale": scale,
     "brightness": brightness, "contrast": contrast,
