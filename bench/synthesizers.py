@@ -40,6 +40,7 @@ CONFIGS = {
     "dcgan (default)": ["train_gan.method=dcgan"],
     "stylegan + ADA": ["train_gan.method=stylegan", "stylegan.ada=true"],
     "stylegan, no ADA": ["train_gan.method=stylegan", "stylegan.ada=false"],
+    "cyclegan": ["train_gan.method=cyclegan"],
 }
 COLUMNS = ["fid_domain", "kid_domain", "precision", "recall", "coverage",
            "tstr_balanced_accuracy"]
