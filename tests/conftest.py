@@ -26,6 +26,38 @@ PROJECT_FILES = ("pipeline", "stages", "params.yaml", "dvc.yaml", "pyproject.tom
                  ".gitignore", ".dvc/config")
 
 
+# --- the inner loop: `pytest -m "not slow"` -------------------------------------------------------
+# Slow: a test that starts a process (a stage, dvc, torchrun, an MLflow server, Chromium) or takes
+# more than about 2 s on two shared cores. Files may mark their own tests; this rule marks the
+# rest by their markers, by the fixtures they use, or by name.
+SLOW_MARKERS = {"e2e", "browser"}
+SLOW_FIXTURES = {
+    "process_results",  # test_stages_cli: every stage started as `python -m stages.<name>`
+    "comparison",  # test_classify_evaluate: one evaluate run of every variant
+}
+SLOW_TESTS = {  # file::test (every parametrisation), each measured over 2 s
+    "test_report.py::test_ten_classes_without_mlflow",
+    "test_report.py::test_stage_writes_the_report_and_logs_it",
+    "test_report.py::test_the_page_says_what_prepare_did_to_the_data_before_the_verdict",
+    "test_report.py::test_the_page_names_the_selection_and_shows_the_selection_grid",
+    "test_report.py::test_no_notice_when_prepare_changed_nothing",
+    "test_report.py::test_page_shows_the_verdict_and_every_variant_with_formatted_numbers",
+    "test_stages_cli.py::test_a_failure_inside_a_stage_marks_its_mlflow_run_failed",
+    "test_stylegan.py::test_ada_p_rises_from_zero_when_d_overfits_a_tiny_set",
+    "test_stylegan.py::test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one",
+    "test_stylegan.py::test_train_gan_and_generate_stages_run_the_stylegan_method",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects on the markers
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if (SLOW_MARKERS.intersection(m.name for m in item.iter_markers())
+                or SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+                or f"{item.path.name}::{getattr(item, 'originalname', item.name)}" in SLOW_TESTS):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread() -> None:
     # CI boxes have 2 cores that other jobs share: torch's default thread pool then spins against

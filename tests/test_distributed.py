@@ -102,6 +102,7 @@ def stage_runs(env: dict, stage: str) -> list:
             if "augmentation" not in r.data.tags]
 
 
+@pytest.mark.slow  # torchrun
 def test_train_gan_runs_on_two_processes_and_rank_0_alone_writes(torchrun_project) -> None:
     project, env = torchrun_project
     result = torchrun(project, env, "-m", "stages.train_gan", "--data", "data/prepared",
@@ -125,6 +126,7 @@ def test_train_gan_runs_on_two_processes_and_rank_0_alone_writes(torchrun_projec
     assert leftovers == []
 
 
+@pytest.mark.slow  # torchrun
 def test_evaluate_runs_on_two_processes_and_writes_one_set_of_metrics(torchrun_project) -> None:
     project, env = torchrun_project
     result = torchrun(project, env, "-m", "stages.evaluate", "--data", "data/prepared",
@@ -139,6 +141,7 @@ def test_evaluate_runs_on_two_processes_and_writes_one_set_of_metrics(torchrun_p
     assert len(stage_runs(env, "evaluate")) == 1
 
 
+@pytest.mark.slow  # torchrun
 def test_two_processes_fit_the_classifier_as_one_process_does_with_the_same_global_batch(
     tmp_path: Path,
 ) -> None:

@@ -22,7 +22,7 @@ from conftest import VENV_BIN, copy_project, files_under, run, stage_env, write_
 from pipeline.artifacts import file_sha256, load_split
 from pipeline.synthesizers.base import load_synthesizer
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 DVC = str(VENV_BIN / "dvc")
 STAGES = ["prepare", "features", "train_gan", "generate", "evaluate", "report"]

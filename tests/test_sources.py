@@ -309,6 +309,7 @@ def test_duplicates_are_counted_and_dropped_from_train(tmp_path):
 # --- the stage ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # starts the stage
 def test_prepare_stage_bad_image_exit_1_no_traceback_no_output(tmp_path):
     root = _png_folder(tmp_path / "imgs", {"a": 6, "b": 6})
     (root / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
@@ -435,6 +436,7 @@ def _run_prepare_stage(tmp_path: Path, params: str) -> subprocess.CompletedProce
         check=False)
 
 
+@pytest.mark.slow  # starts the stage
 def test_prepare_stage_refuses_a_one_class_folder_in_one_line(tmp_path):
     root = _png_folder(tmp_path / "imgs", {"benign": 9})
     proc = _run_prepare_stage(tmp_path, f"data:\n  source: folder\n  path: {root}\n")
@@ -447,6 +449,7 @@ def test_prepare_stage_refuses_a_one_class_folder_in_one_line(tmp_path):
     assert not (tmp_path / "proj" / "metrics").exists()
 
 
+@pytest.mark.slow  # starts the stage
 def test_prepare_stage_prints_every_change_it_made_to_the_data(tmp_path):
     path = _medmnist(tmp_path / "m.npz", labels_2d=False, counts=(40, 8, 8))
     proc = _run_prepare_stage(tmp_path, (

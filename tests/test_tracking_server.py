@@ -13,6 +13,8 @@ import pytest
 
 from pipeline.tracking import stage_run, variant_table
 
+pytestmark = pytest.mark.slow  # starts `mlflow server`
+
 
 def _free_port() -> int:
     with socket.socket() as s:
