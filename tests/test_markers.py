@@ -4,6 +4,7 @@ otherwise silently fall back into the `pytest -m "not slow"` loop."""
 from __future__ import annotations
 
 import ast
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from conftest import SLOW_FIXTURES, SLOW_TESTS
 TESTS = Path(__file__).parent
 
 
+@cache
 def functions(path: Path) -> set[str]:
     return {n.name for n in ast.walk(ast.parse(path.read_text()))
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
