@@ -28,15 +28,15 @@ PROJECT_FILES = ("pipeline", "stages", "params.yaml", "dvc.yaml", "pyproject.tom
 
 # --- the inner loop: `pytest -m "not slow"` -------------------------------------------------------
 # Slow: a test that starts a process (a stage, dvc, torchrun, an MLflow server, Chromium) or takes
-# more than about 2 s on two shared cores. Files may mark their own tests; this rule marks the
-# rest by their markers, by the fixtures they use, or by name.
+# 2 s or more on two shared cores. Files may mark their own tests; this rule marks the rest by
+# their markers, by the fixtures they use, or by name (tests/test_markers.py checks the names).
 SLOW_MARKERS = {"e2e", "browser"}
 SLOW_FIXTURES = {
     "process_results",  # test_stages_cli: every stage started as `python -m stages.<name>`
     "comparison",  # test_classify_evaluate: one evaluate run of every variant
     "binary_report",  # test_report: a whole report, every figure drawn
 }
-SLOW_TESTS = {  # file::test (every parametrisation), each measured at 2 s or more
+SLOW_TESTS = {  # file::test, every parametrisation
     "test_report.py::test_ten_classes_without_mlflow",
     "test_report.py::test_stage_writes_the_report_and_logs_it",
     "test_report.py::test_the_page_says_what_prepare_did_to_the_data_before_the_verdict",
@@ -170,15 +170,21 @@ def mlflow_store(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.
     """One SQLite store (mlflow.db in the returned folder) for the in-process tracking tests;
     tests stay apart by using their own experiment name."""
     store = tmp_path_factory.mktemp("mlflow")
-    cache = getattr(pytestconfig, "cache", None)  # None under -p no:cacheprovider
-    if cache is not None:
-        shutil.copyfile(empty_mlflow_db(cache), store / "mlflow.db")
+    new_mlflow_db(store / "mlflow.db", pytestconfig)
     return store
 
 
+def new_mlflow_db(path: Path, config: pytest.Config) -> None:
+    """Put an empty MLflow database at `path` (e.g. the mlflow.db of `stage_env`), copied from
+    pytest's cache; without a cache (-p no:cacheprovider) MLflow creates it on first use."""
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        shutil.copyfile(empty_mlflow_db(cache), path)
+
+
 def empty_mlflow_db(cache: pytest.Cache) -> Path:
-    """A new MLflow database, kept in pytest's cache per MLflow version: creating one runs every
-    schema migration, which takes seconds, on every test session."""
+    """An empty MLflow database, kept in pytest's cache per MLflow version: creating one runs
+    every schema migration, seconds that each new store would otherwise pay."""
     import mlflow
 
     folder = cache.mkdir(f"mlflow-{mlflow.__version__}")

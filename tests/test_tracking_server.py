@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import empty_mlflow_db
+from conftest import new_mlflow_db
 from pipeline.tracking import stage_run, variant_table
 
 pytestmark = pytest.mark.slow  # starts `mlflow server`
@@ -29,8 +28,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, pytestconfig):
     root = tmp_path_factory.mktemp("mlflow_server")
-    if getattr(pytestconfig, "cache", None) is not None:
-        shutil.copyfile(empty_mlflow_db(pytestconfig.cache), root / "server.db")
+    new_mlflow_db(root / "server.db", pytestconfig)
     port = _free_port()
     mlflow = Path(sys.executable).with_name("mlflow")
     # Without its job runner (seven huey consumer processes, for GenAI jobs the pipeline never
