@@ -26,6 +26,44 @@ PROJECT_FILES = ("pipeline", "stages", "params.yaml", "dvc.yaml", "pyproject.tom
                  ".gitignore", ".dvc/config")
 
 
+# --- the inner loop: `pytest -m "not slow"` -------------------------------------------------------
+# Slow: a test that starts a process (a stage, dvc, torchrun, an MLflow server, Chromium) or takes
+# 2 s or more on two shared cores. Files may mark their own tests; this rule marks the rest by
+# their markers, by the fixtures they use, or by name (tests/test_markers.py checks the names).
+SLOW_MARKERS = {"e2e", "browser"}
+SLOW_FIXTURES = {
+    "process_results",  # test_stages_cli: every stage started as `python -m stages.<name>`
+    "comparison",  # test_classify_evaluate: one evaluate run of every variant
+    "binary_report",  # test_report: a whole report, every figure drawn
+}
+SLOW_TESTS = {  # file::test, every parametrisation
+    "test_report.py::test_ten_classes_without_mlflow",
+    "test_report.py::test_stage_writes_the_report_and_logs_it",
+    "test_report.py::test_the_page_says_what_prepare_did_to_the_data_before_the_verdict",
+    "test_report.py::test_the_page_names_the_selection_and_shows_the_selection_grid",
+    "test_report.py::test_no_notice_when_prepare_changed_nothing",
+    "test_stages_cli.py::test_a_failure_inside_a_stage_marks_its_mlflow_run_failed",
+    "test_stylegan.py::test_ada_p_rises_from_zero_when_d_overfits_a_tiny_set",
+    "test_stylegan.py::test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one",
+    "test_stylegan.py::test_train_gan_and_generate_stages_run_the_stylegan_method",
+    "test_cyclegan.py::test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one",
+    "test_classify_evaluate.py::test_selection_never_reads_the_test_split",
+    "test_classify_evaluate.py::test_resnet18_classifier_trains_on_small_inputs",
+    "test_quality.py::test_probe_scores_a_copying_generator_far_above_a_collapsed_one",
+    "test_quality.py::test_tstr_of_a_generator_that_swaps_the_classes_is_near_zero",
+    "test_quality.py::test_probe_is_deterministic_for_the_same_generator",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects on the markers
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if (SLOW_MARKERS.intersection(m.name for m in item.iter_markers())
+                or SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+                or f"{item.path.name}::{getattr(item, 'originalname', item.name)}" in SLOW_TESTS):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread() -> None:
     # CI boxes have 2 cores that other jobs share: torch's default thread pool then spins against
@@ -128,10 +166,36 @@ def files_under(root: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="session")
-def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One SQLite store for the in-process tracking tests (creating its tables takes seconds);
+def mlflow_store(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Path:
+    """One SQLite store (mlflow.db in the returned folder) for the in-process tracking tests;
     tests stay apart by using their own experiment name."""
-    return tmp_path_factory.mktemp("mlflow")
+    store = tmp_path_factory.mktemp("mlflow")
+    new_mlflow_db(store / "mlflow.db", pytestconfig)
+    return store
+
+
+def new_mlflow_db(path: Path, config: pytest.Config) -> None:
+    """Put an empty MLflow database at `path` (e.g. the mlflow.db of `stage_env`), copied from
+    pytest's cache; without a cache (-p no:cacheprovider) MLflow creates it on first use."""
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        shutil.copyfile(empty_mlflow_db(cache), path)
+
+
+def empty_mlflow_db(cache: pytest.Cache) -> Path:
+    """An empty MLflow database, kept in pytest's cache per MLflow version: creating one runs
+    every schema migration, seconds that each new store would otherwise pay."""
+    import mlflow
+
+    folder = cache.mkdir(f"mlflow-{mlflow.__version__}")
+    db = folder / "empty.db"
+    if not db.exists():
+        tmp = folder / f"empty.{os.getpid()}.db"
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(folder)  # where the Default experiment's (never used) artifact folder points
+            mlflow.MlflowClient(f"sqlite:///{tmp}").search_experiments()
+        os.replace(tmp, db)  # whole, even with another session doing the same
+    return db
 
 
 @pytest.fixture

@@ -79,10 +79,10 @@ def quick(**overrides) -> EvaluateConfig:
 def test_the_classifier_augments_by_default_and_reproducibly() -> None:
     x, y = make_images([10, 10])
     kwargs = dict(n_classes=2, seed=0, device=CPU)
-    plain = train_classifier(x, y, quick(augment=()), **kwargs).state_dict()
-    aug = train_classifier(x, y, quick(), **kwargs).state_dict()
-    again = train_classifier(x, y, quick(), **kwargs).state_dict()
-    off = train_classifier(x, y, quick(), augment=(), **kwargs).state_dict()
+    plain = train_classifier(x, y, quick(steps=5, augment=()), **kwargs).state_dict()
+    aug = train_classifier(x, y, quick(steps=5), **kwargs).state_dict()
+    again = train_classifier(x, y, quick(steps=5), **kwargs).state_dict()
+    off = train_classifier(x, y, quick(steps=5), augment=(), **kwargs).state_dict()
     assert all(torch.equal(aug[k], again[k]) for k in aug)
     assert all(torch.equal(plain[k], off[k]) for k in plain)  # augment=() overrides the config
     assert any(not torch.equal(aug[k], plain[k]) for k in aug if aug[k].is_floating_point())

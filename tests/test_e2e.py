@@ -18,11 +18,13 @@ import pytest
 import torch
 import yaml
 
-from conftest import VENV_BIN, copy_project, files_under, run, stage_env, write_params
+from conftest import (
+    VENV_BIN, copy_project, files_under, new_mlflow_db, run, stage_env, write_params,
+)
 from pipeline.artifacts import file_sha256, load_split
 from pipeline.synthesizers.base import load_synthesizer
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 DVC = str(VENV_BIN / "dvc")
 STAGES = ["prepare", "features", "train_gan", "generate", "evaluate", "report"]
@@ -64,8 +66,9 @@ class Pipeline:
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+def pipeline(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Pipeline:
     p = Pipeline(tmp_path_factory.mktemp("e2e"))
+    new_mlflow_db(p.root / "mlflow.db", pytestconfig)
     copy_project(p.project)
     write_params(p.project / "params.yaml", **TINY)
     for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "tiny pipeline"]):
@@ -313,7 +316,7 @@ def test_a_second_repro_runs_nothing_and_changes_nothing(pipeline: Pipeline) -> 
 
 
 def test_a_fresh_clone_reruns_every_stage_and_logs_each_to_mlflow(
-    pipeline: Pipeline, tmp_path: Path
+    pipeline: Pipeline, tmp_path: Path, pytestconfig: pytest.Config
 ) -> None:
     # The finished run committed as the project ships it (dvc.lock, metrics; DVC-cached outputs
     # ignored by git), then cloned: no DVC cache, a new MLflow store, the README's `dvc repro`.
@@ -323,6 +326,7 @@ def test_a_fresh_clone_reruns_every_stage_and_logs_each_to_mlflow(
         assert run(["git", *cmd], cwd=origin, env=pipeline.env).returncode == 0
     clone = Pipeline(tmp_path / "fresh")
     clone.project.parent.mkdir()
+    new_mlflow_db(clone.root / "mlflow.db", pytestconfig)  # a new, empty store
     assert run(["git", "clone", "-q", str(origin), str(clone.project)], cwd=tmp_path,
                env=clone.env).returncode == 0
     first = clone.dvc("repro")
@@ -373,8 +377,11 @@ def test_changing_train_gan_steps_invalidates_it_and_what_follows_but_not_prepar
     assert downstream == {"generate", "evaluate", "report"}  # and so not prepare
 
 
-def test_a_killed_train_gan_resumes_on_the_next_repro(pipeline: Pipeline, tmp_path: Path) -> None:
+def test_a_killed_train_gan_resumes_on_the_next_repro(
+    pipeline: Pipeline, tmp_path: Path, pytestconfig: pytest.Config
+) -> None:
     other = Pipeline(tmp_path)
+    new_mlflow_db(tmp_path / "mlflow.db", pytestconfig)
     shutil.copytree(pipeline.project, other.project, symlinks=True)
     (other.project / "checkpoints/train_gan.pt").unlink()
     write_params(other.project / "params.yaml",

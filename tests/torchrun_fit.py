@@ -1,0 +1,54 @@
+"""The classifier fit that test_distributed.py runs in one process and under torchrun.
+
+`torchrun --nproc-per-node N tests/torchrun_fit.py OUT` trains with `fit` in a gloo process
+group and writes each rank's final weights to OUT/rank<r>.pt.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.classify import train_classifier
+from pipeline.config import EvaluateConfig
+from pipeline.distributed import process_group
+from pipeline.models import CLASSIFIERS
+from pipeline.models.classifier import SmallCNN
+
+CPU = torch.device("cpu")
+
+
+def per_sample_cnn(**kwargs: int) -> nn.Module:
+    """The evaluate CNN without BatchNorm and Dropout: each image's logits depend on that image and
+    the weights alone. (BatchNorm normalises over each rank's share of the batch, and every rank
+    draws the same Dropout masks from the shared seed, so the real CNN cannot match exactly.)"""
+    model = SmallCNN(**kwargs)
+    for name, module in list(model.named_modules()):
+        if isinstance(module, (nn.BatchNorm2d, nn.Dropout)):
+            parent, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent), attr, nn.Identity())
+    return model
+
+
+def fit(images: np.ndarray, labels: np.ndarray) -> nn.Module:
+    """train_classifier with a global batch of 8 over 20 images (so the order is reshuffled after
+    every 2 steps), unweighted loss, no augmentation (its stream is drawn per rank)."""
+    cfg = EvaluateConfig(steps=6, batch_size=8, width=4, lr=1e-2, augment=())
+    with mock.patch.dict(CLASSIFIERS, cnn=per_sample_cnn):
+        return train_classifier(images, labels, cfg, n_classes=int(labels.max()) + 1, seed=0,
+                                device=CPU)
+
+
+if __name__ == "__main__":
+    from conftest import make_images  # this file's folder is sys.path[0]
+
+    torch.set_num_threads(1)
+    out = Path(sys.argv[1])
+    with process_group(CPU) as world:
+        model = fit(*make_images([14, 6]))
+        torch.save(model.state_dict(), out / f"rank{world.rank}.pt")
