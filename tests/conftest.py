@@ -38,7 +38,7 @@ SLOW_FIXTURES = {
 }
 SLOW_TESTS = {  # file::test, every parametrisation
     "test_report.py::test_ten_classes_without_mlflow",
-    "test_report.py::test_stage_writes_the_report_and_logs_it",
+    "test_report_stage.py::test_stage_writes_the_report_and_logs_it",
     "test_report.py::test_the_page_says_what_prepare_did_to_the_data_before_the_verdict",
     "test_report.py::test_the_page_names_the_selection_and_shows_the_selection_grid",
     "test_report.py::test_no_notice_when_prepare_changed_nothing",
