@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import typing
 from pathlib import Path
 
 import pytest
@@ -354,3 +355,13 @@ def test_every_registered_list_entry_is_a_valid_choice(tmp_path: Path) -> None:
     assert cfg.stylegan.augment == tuple(ADA_OPS) == type(cfg.stylegan)().augment
     assert cfg.evaluate.variants == tuple(VARIANTS)
     assert set(DEFAULT_VARIANTS) <= set(VARIANTS)
+
+
+def test_data_sources_are_exactly_the_registered_readers() -> None:
+    """`data.source` keeps its own list (sources.py imports config, so config cannot import it):
+    the two must name the same sources, in the same order."""
+    from pipeline.config import DataConfig
+    from pipeline.data.sources import SOURCES
+
+    hint = typing.get_type_hints(DataConfig)["source"]
+    assert typing.get_args(hint) == tuple(SOURCES)
