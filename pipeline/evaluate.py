@@ -26,7 +26,8 @@ from sklearn.metrics import precision_score, roc_curve
 from pipeline import LogFn
 from pipeline.artifacts import Split, save_csv
 from pipeline.classify import predict_proba, train_classifier
-from pipeline.config import EvaluateConfig, as_flat_dict
+from pipeline.config import EvaluateConfig
+from pipeline.schema import as_flat_dict
 from pipeline.metrics import classification_metrics, confusion_table
 from pipeline.pool import SyntheticPool
 from pipeline.variants import SHARED, VARIANTS, TrainingSet, Variant, ratio_text

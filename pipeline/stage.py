@@ -31,7 +31,8 @@ import torch
 
 from pipeline.artifacts import save_json
 from pipeline.cli import run_stage
-from pipeline.config import Config, as_flat_dict, load_config
+from pipeline.config import Config, load_config
+from pipeline.schema import as_flat_dict
 from pipeline.device import resolve_device
 from pipeline.distributed import Dist, process_group
 

@@ -18,11 +18,11 @@ from pipeline.config import (
     Config,
     PrepareConfig,
     TrainGanConfig,
-    as_flat_dict,
     load_config,
     parse_config,
 )
 from pipeline.errors import PipelineError
+from pipeline.schema import as_flat_dict
 from pipeline.gan.ada import ADA_OPS
 from pipeline.gan.augment import AUGMENTS
 from pipeline.gan.losses import LOSSES
