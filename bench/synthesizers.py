@@ -1,21 +1,37 @@
-"""Every synthesis method at the same wall-clock budget on one MedMNIST .npz, scored in one
-feature space: fid_domain, kid_domain, precision/recall/coverage, TSTR (validation split),
-per-class fid_domain, steps reached and ADA's final p; per-class grids and ADA p histories are
-written to --out.
+"""Every synthesis method at the same training budget on one MedMNIST .npz, scored in one feature
+space, then through the augmentation protocol.
 
-    OMP_NUM_THREADS=1 python bench/synthesizers.py --data ../shared/data/breastmnist.npz \
-        --seconds 300 --out bench/out/synthesizers
+    # 1. train each config for --seconds, scored at each of --marks (run configs side by side,
+    #    one thread each: the budget is the process's CPU time, so they do not skew each other)
+    OMP_NUM_THREADS=1 python bench/synthesizers.py train --data ../shared/data/breastmnist.npz \\
+        --seconds 1800 --marks 300 600 900 1200 --configs "dcgan (default)" &
+    OMP_NUM_THREADS=1 python bench/synthesizers.py train --data ... --configs "stylegan + ADA" &
+    # 2. the downstream protocol (evaluate's variants, chosen on validation, test scored once)
+    #    for every trained config; the baselines are trained once and shared
+    python bench/synthesizers.py protocol --data ../shared/data/breastmnist.npz
+    # 3. the tables (markdown) from what 1 and 2 wrote
+    python bench/synthesizers.py table
 
-Library functions only (no DVC, no MLflow). Each configuration trains through its method's
-`train` (pipeline/synthesizers) until --seconds of training have passed (checked every
-`--check-every` steps through the quality hook, which therefore never scores anything during
-training); the EMA generator at that step is scored once, with the shared feature extractor
-(trained once on the real training split) and the TSTR classifier scored on the validation split.
+`train`: each configuration trains through its method's `train` (pipeline/synthesizers) until
+--seconds of training have passed, checked every --check-every steps through the quality hook
+(which therefore scores nothing itself). At each mark the EMA generator is scored (fid_domain and
+per-class FID, no TSTR; scoring time is not training time); at the end the full probe (with TSTR
+on the validation split). Writes, per config, <slug>.json (curve and final metrics), <slug>.pt
+(the synthesizer), <slug>_history.csv (losses, ADA's p) and <slug>.png (real | synthetic rows per
+class). The feature extractor is trained once and cached (extractor.pt) so every config and run
+scores in the same feature space.
+
+`protocol`: for each <slug>.pt, the generate stage's scored pool and evaluate's protocol
+(params.yaml's evaluate section + --set): the GAN share and the baseline are chosen on validation.
+
+Library functions only (no DVC, no MLflow).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import platform
 import time
 from pathlib import Path
@@ -28,11 +44,16 @@ from gan_variants import ROOT
 from overrides import medmnist, with_overrides
 
 from pipeline.artifacts import grid_scale, image_grid, save_png
-from pipeline.config import parse_config
+from pipeline.balance import balance_plan
+from pipeline.config import Config, parse_config
 from pipeline.data import prepare_dataset
+from pipeline.data.prepare import PreparedDataset
 from pipeline.device import resolve_device
-from pipeline.features import train_extractor
+from pipeline.evaluate import evaluate_variants
+from pipeline.features import load_extractor, save_extractor, train_extractor
 from pipeline.gan.quality import QualityProbe
+from pipeline.synthesize import pool_plan, synthesize
+from pipeline.synthesizers.base import load_synthesizer
 from pipeline.synthesizers.registry import method_module
 
 # name -> params overrides on top of params.yaml (+ --set)
@@ -46,6 +67,10 @@ COLUMNS = ["fid_domain", "kid_domain", "precision", "recall", "coverage",
            "tstr_balanced_accuracy"]
 
 
+def slug(config: str) -> str:
+    return config.split(" (")[0].replace(" + ", "-").replace(", ", "-").replace(" ", "-")
+
+
 class Budget(Exception):
     """Raised from the quality hook when the training budget is spent; carries the model."""
 
@@ -54,97 +79,255 @@ class Budget(Exception):
         self.synthesizer = synthesizer
 
 
-def train_for(seconds: float, method: str, train, cfg, *, n_classes: int, device):
-    """(synthesizer at the first check past `seconds`, log rows, training seconds)."""
+class Clock:
+    """Training seconds: the process's CPU time (`cpu`, one thread: equal to wall time on an idle
+    core, and unmoved by other processes on the machine) or wall time; paused while scoring."""
+
+    def __init__(self, kind: str) -> None:
+        self.now = time.process_time if kind == "cpu" else time.perf_counter
+        self.start, self.paused = self.now(), 0.0
+
+    def seconds(self) -> float:
+        return self.now() - self.start - self.paused
+
+    def pause(self):
+        clock = self
+
+        class _Paused:
+            def __enter__(self):
+                self.t = clock.now()
+
+            def __exit__(self, *exc):
+                clock.paused += clock.now() - self.t
+
+        return _Paused()
+
+
+def train_for(seconds: float, marks: list[float], cfg: Config, data: PreparedDataset, *,
+              score, clock: str, device: torch.device):
+    """(synthesizer at the first check past `seconds`, log rows, curve rows, training seconds)."""
+    train = data.splits["train"]
     rows: list[dict] = []
-    start = time.perf_counter()
+    curve: list[dict] = []
+    pending = sorted(m for m in marks if m < seconds)
+    timer = Clock(clock)
 
     def deadline(synthesizer) -> dict[str, float]:
-        if time.perf_counter() - start >= seconds:
+        elapsed = timer.seconds()
+        if elapsed >= seconds:
             raise Budget(synthesizer)
+        if pending and elapsed >= pending[0]:
+            mark = pending.pop(0)
+            with timer.pause():
+                step = rows[-1]["step"] if rows else 0
+                curve.append({"mark": mark, "seconds": round(elapsed, 1), "step": step,
+                              **score(synthesizer)})
+                print(f"  {elapsed:.0f} s, step {step}: fid_domain "
+                      f"{curve[-1]['fid_domain']:.3g}", flush=True)
         return {"fid_domain": 0.0}
 
     try:
-        done = method_module(method).train(
-            train.images, train.labels, cfg, n_classes=n_classes, device=device,
+        done = method_module(cfg.train_gan.method).train(
+            train.images, train.labels, cfg, n_classes=len(data.class_names), device=device,
             quality=deadline, log=lambda m, step: rows.append({"step": step, **m}))
         synthesizer = done.synthesizer  # train_gan.steps reached before the budget
     except Budget as b:
         synthesizer = b.synthesizer
-    return synthesizer, rows, time.perf_counter() - start
+    return synthesizer, rows, curve, timer.seconds()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="a MedMNIST-style .npz")
-    parser.add_argument("--image-size", type=int, default=28)
-    parser.add_argument("--seconds", type=float, default=300, help="training seconds per config")
-    parser.add_argument("--check-every", type=int, default=10, help="steps between time checks")
-    parser.add_argument("--set", nargs="*", default=[], help="params overrides for every config")
-    parser.add_argument("--configs", nargs="*", default=list(CONFIGS))
-    parser.add_argument("--out", default="bench/out/synthesizers")
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args()
+def setup(args) -> tuple[dict, Config, PreparedDataset, torch.device, object]:
+    """The base params, their config, the prepared dataset, the device and the (cached) feature
+    extractor."""
     device = resolve_device(args.device)
     base = with_overrides(yaml.safe_load((ROOT / "params.yaml").read_text()), [
-        *medmnist(args.data, image_size=args.image_size), "train_gan.steps=1000000", f"train_gan.eval_every={args.check_every}",
-        f"train_gan.log_every={args.check_every}", *args.set])
+        *medmnist(args.data, image_size=args.image_size), "train_gan.steps=1000000",
+        f"train_gan.eval_every={args.check_every}", f"train_gan.log_every={args.check_every}",
+        *args.set])
     cfg = parse_config(base, source="bench")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(f"device: {device} ({name or platform.machine()}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; {args.seconds:.0f} s of training per config")
+          f"{torch.get_num_threads()} threads", flush=True)
     data = prepare_dataset(cfg.data, cfg.prepare, seed=cfg.seed)
-    train, val = data.splits["train"], data.splits["val"]
+    train = data.splits["train"]
     n_classes = len(data.class_names)
-    counts = np.bincount(train.labels, minlength=n_classes)
-    minority = int(np.argmin(counts))
-    print(f"classes {data.class_names}, train counts {counts.tolist()}, val {len(val.labels)}; "
-          f"minority class {minority} ({data.class_names[minority]})")
-    t = time.perf_counter()
-    extractor = train_extractor(train.images, train.labels, cfg.features, n_classes=n_classes,
-                                seed=cfg.seed, device=device)
-    print(f"feature extractor: {time.perf_counter() - t:.1f} s", flush=True)
-    probe = QualityProbe(extractor, train.images, train.labels, val.images, val.labels,
-                         cfg.features, n_classes=n_classes, device=device, seed=cfg.seed)
+    print(f"classes {data.class_names}, train counts "
+          f"{np.bincount(train.labels, minlength=n_classes).tolist()}, "
+          f"val {len(data.splits['val'].labels)}, test {len(data.splits['test'].labels)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = []
+    cached = out / "extractor.pt"
+    key = {"data": str(Path(args.data).resolve()), "image_size": args.image_size,
+           "features": dataclasses.asdict(cfg.features),
+           "seed": cfg.seed}
+    extractor = None
+    if cached.exists():
+        extractor, meta = load_extractor(cached, device=device)
+        if meta["metrics"].get("key") != json.dumps(key, sort_keys=True):
+            extractor = None
+    if extractor is None:
+        t = time.perf_counter()
+        extractor = train_extractor(train.images, train.labels, cfg.features,
+                                    n_classes=n_classes, seed=cfg.seed, device=device)
+        print(f"feature extractor: {time.perf_counter() - t:.1f} s", flush=True)
+        model_kwargs = {"channels": train.images.shape[3], "n_classes": n_classes,
+                        "image_size": train.images.shape[1], "width": cfg.features.width}
+        save_extractor(cached, extractor, cfg.features, model_kwargs=model_kwargs,
+                       seed=cfg.seed, metrics={"key": json.dumps(key, sort_keys=True)})
+        extractor, _ = load_extractor(cached, device=device)
+    return base, cfg, data, device, extractor
+
+
+def train_main(args) -> None:
+    base, cfg, data, device, extractor = setup(args)
+    train, val = data.splits["train"], data.splits["val"]
+    n_classes = len(data.class_names)
+    probe = QualityProbe(extractor, train.images, train.labels, val.images, val.labels,
+                         cfg.features, n_classes=n_classes, device=device, seed=cfg.seed)
+    quick = QualityProbe(extractor, train.images, train.labels, val.images, val.labels,
+                         cfg.features, n_classes=n_classes, device=device, seed=cfg.seed,
+                         tstr=False)
+    out = Path(args.out)
     for config in args.configs:
         vcfg = parse_config(with_overrides(base, CONFIGS[config]), source=config)
-        synthesizer, rows, seconds = train_for(args.seconds, vcfg.train_gan.method, train, vcfg,
-                                               n_classes=n_classes, device=device)
+        print(f"{config}: training for {args.seconds:.0f} {args.clock} s", flush=True)
+        synthesizer, rows, curve, seconds = train_for(
+            args.seconds, args.marks, vcfg, data, score=quick, clock=args.clock, device=device)
         metrics = probe(synthesizer)
         history = pd.DataFrame(rows)
         steps = int(history["step"].iloc[-1]) if len(history) else 0
-        ada_p = float(history["ada_p"].iloc[-1]) if "ada_p" in history else float("nan")
-        results.append({"config": config, **metrics, "steps": steps, "seconds": seconds,
-                        "ada_p": ada_p})
-        slug = config.split(" (")[0].replace(" + ", "-").replace(", ", "-").replace(" ", "-")
-        history.to_csv(out / f"{slug}_history.csv", index=False)  # losses and ADA's p by step
+        ada_p = [] if "ada_p" not in history else history["ada_p"].tolist()
+        curve.append({"mark": args.seconds, "seconds": round(seconds, 1), "step": steps,
+                      **{k: v for k, v in metrics.items() if k != "tstr_balanced_accuracy"}})
+        name = slug(config)
+        synthesizer.save(out / f"{name}.pt")
+        history.to_csv(out / f"{name}_history.csv", index=False)  # losses and ADA's p by step
+        result = {"config": config, "overrides": CONFIGS[config] + args.set, "clock": args.clock,
+                  "seconds": seconds, "steps": steps, "metrics": metrics, "curve": curve,
+                  "ada_p_final": ada_p[-1] if ada_p else None,
+                  "ada_p_max": max(ada_p) if ada_p else None,
+                  "ada_rt_last": None if "ada_rt" not in history
+                  else float(history["ada_rt"].iloc[-1]),
+                  "class_names": data.class_names, "threads": torch.get_num_threads(),
+                  "machine": platform.machine(), "torch": torch.__version__}
+        (out / f"{name}.json").write_text(json.dumps(result, indent=1))
         labels = np.repeat(np.arange(n_classes), 12)
         fakes = synthesizer.sample(labels, np.arange(len(labels)))
         grid = []
         for c in range(n_classes):
             grid += [train.images[train.labels == c][:12], fakes[labels == c]]
-        save_png(out / f"{slug}.png", image_grid(grid, scale=grid_scale(args.image_size)))
-        print(f"{config}: {steps} steps in {seconds:.0f} s, "
-              f"fid_domain {metrics['fid_domain']:.3g}, class {minority} fid_domain {metrics[f'fid_domain/class_{minority}']:.3g}",
+        save_png(out / f"{name}.png", image_grid(grid, scale=grid_scale(args.image_size)))
+        print(f"{config}: {steps} steps in {seconds:.0f} s, fid_domain "
+              f"{metrics['fid_domain']:.3g}", flush=True)
+
+
+def protocol_main(args) -> None:
+    _, cfg, data, device, extractor = setup(args)
+    train, val, test = (data.splits[k] for k in ("train", "val", "test"))
+    out = Path(args.out)
+    counts = {c: int(n) for c, n in enumerate(np.bincount(train.labels))}
+    plan = balance_plan(counts, target=cfg.generate.target, count=cfg.generate.count,
+                        ratio=cfg.generate.ratio)
+    candidates = pool_plan(plan, counts, candidates_per_image=cfg.generate.candidates_per_image)
+    fitted: dict = {}  # the baselines' fits, shared by every config
+    for config in args.configs:
+        path = out / f"{slug(config)}.pt"
+        if not path.exists():
+            print(f"{config}: no {path} (run `train` first); skipped")
+            continue
+        t = time.perf_counter()
+        synth = synthesize(load_synthesizer(path, device=device), candidates, seed=cfg.seed,
+                           device=device, extractor=extractor, train_images=train.images,
+                           train_labels=train.labels, val_images=val.images,
+                           reject_memorized=cfg.generate.reject_memorized,
+                           quality_gate=cfg.generate.quality_gate,
+                           batch_size=cfg.generate.batch_size)
+        comparison = evaluate_variants(train, val, test, synth.pool, cfg.evaluate,
+                                       n_classes=len(data.class_names), seed=cfg.seed,
+                                       device=device, fitted=fitted)
+        result = {"config": config, "evaluate": comparison.as_json(), "generate": synth.stats,
+                  "seconds": time.perf_counter() - t,
+                  "evaluate_settings": dataclasses.asdict(cfg.evaluate)}
+        (out / f"{slug(config)}_protocol.json").write_text(json.dumps(result, indent=1,
+                                                                      default=list))
+        h = comparison.headline
+        print(f"{config}: chosen {h['gan']} vs {h['baseline']}: balanced accuracy "
+              f"{h['balanced_accuracy_delta']:+.3f} ({time.perf_counter() - t:.0f} s)",
               flush=True)
-    _table(results, n_classes, minority, data.class_names)
 
 
-def _table(results: list[dict], n_classes: int, minority: int, names: list[str]) -> None:
-    per_class = [f"fid_domain/class_{c}" for c in range(n_classes)]
-    header = ["config", *COLUMNS, *[f"fid {names[c]}" for c in range(n_classes)], "steps",
-              "train s", "ADA p (final)"]
-    print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
-    for r in results:
-        cells = [r["config"], *[f"{r[k]:.4g}" for k in COLUMNS],
-                 *[f"**{r[k]:.4g}**" if k.endswith(f"_{minority}") else f"{r[k]:.4g}"
-                   for k in per_class],
-                 str(r["steps"]), f"{r['seconds']:.0f}",
-                 "-" if np.isnan(r["ada_p"]) else f"{r['ada_p']:.3f}"]
-        print("| " + " | ".join(cells) + " |")
+def table_main(args) -> None:
+    out = Path(args.out)
+    found = [(c, json.loads((out / f"{slug(c)}.json").read_text())) for c in args.configs
+             if (out / f"{slug(c)}.json").exists()]
+    if not found:
+        print(f"nothing in {out}: run `train` first")
+        return
+    names = found[0][1]["class_names"]
+    per_class = [f"fid_domain/class_{c}" for c in range(len(names))]
+    header = ["config", *COLUMNS, *[f"FID {n}" for n in names], "steps", "train s",
+              "ADA p final (max)"]
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for config, r in found:
+        m = r["metrics"]
+        ada = "-" if r["ada_p_final"] is None else f"{r['ada_p_final']:.3f} ({r['ada_p_max']:.3f})"
+        print("| " + " | ".join([config, *[f"{m[k]:.4g}" for k in COLUMNS],
+                                 *[f"{m[k]:.4g}" for k in per_class], str(r["steps"]),
+                                 f"{r['seconds']:.0f}", ada]) + " |")
+    print("\nPer-class FID (fid_domain) by training seconds:\n")
+    marks = sorted({row["mark"] for _, r in found for row in r["curve"]})
+    print("| config | class | " + " | ".join(f"{m:.0f} s" for m in marks) + " |")
+    print("|---|---|" + "---|" * len(marks))
+    for config, r in found:
+        for c, key in [("all", "fid_domain"), *[(names[c], k) for c, k in enumerate(per_class)]]:
+            by = {row["mark"]: row[key] for row in r["curve"]}
+            print(f"| {config} | {c} | " + " | ".join(
+                f"{by[m]:.4g}" if m in by else "" for m in marks) + " |")
+    rows = [(c, json.loads((out / f"{slug(c)}_protocol.json").read_text()))
+            for c, _ in found if (out / f"{slug(c)}_protocol.json").exists()]
+    if rows:
+        print("\nDownstream (evaluate's protocol: chosen on validation, test scored once):\n")
+        print("| config | chosen GAN variant | val bal. acc | test bal. acc [95% CI] | baseline "
+              "(val-chosen) | test bal. acc | Δ [paired 95% CI] | minority recall Δ | ROC AUC Δ |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for config, r in rows:
+            ev = r["evaluate"]
+            h, v = ev["headline"], ev["variants"]
+            g, b = v[h["gan"]], v[h["baseline"]]
+            print(f"| {config} | {h['gan']} | {g['val_balanced_accuracy']:.3f} | "
+                  f"{g['balanced_accuracy']:.3f} {_ci(g.get('balanced_accuracy_ci95'), '')} | "
+                  f"{h['baseline']} | {b['balanced_accuracy']:.3f} | "
+                  f"{h['balanced_accuracy_delta']:+.3f} "
+                  f"{_ci(h.get('balanced_accuracy_delta_ci95'))} | "
+                  f"{h['minority_recall_delta']:+.3f} | {h['roc_auc_delta']:+.3f} |")
+
+
+def _ci(bounds: list[float] | None, sign: str = "+") -> str:
+    return f"[{bounds[0]:{sign}.3f}, {bounds[1]:{sign}.3f}]" if bounds else ""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["train", "protocol", "table"])
+    parser.add_argument("--data", help="a MedMNIST-style .npz (train, protocol)")
+    parser.add_argument("--image-size", type=int, default=28)
+    parser.add_argument("--seconds", type=float, default=300, help="training seconds per config")
+    parser.add_argument("--marks", type=float, nargs="*", default=[],
+                        help="training seconds at which to score the curve")
+    parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
+                        help="cpu: the process's CPU time (run with one thread); wall: elapsed")
+    parser.add_argument("--check-every", type=int, default=10, help="steps between time checks")
+    parser.add_argument("--set", nargs="*", default=[], help="params overrides for every config")
+    parser.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--out", default="bench/out/synthesizers")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    if args.command != "table" and not args.data:
+        parser.error(f"{args.command} needs --data")
+    if args.clock == "cpu" and torch.get_num_threads() > 1 and args.command == "train":
+        print(f"note: {torch.get_num_threads()} threads: the CPU clock counts every thread's "
+              "time; set OMP_NUM_THREADS=1 for a budget equal to wall time", flush=True)
+    {"train": train_main, "protocol": protocol_main, "table": table_main}[args.command](args)
 
 
 if __name__ == "__main__":

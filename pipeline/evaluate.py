@@ -27,9 +27,9 @@ from pipeline import LogFn
 from pipeline.artifacts import Split, save_csv
 from pipeline.classify import predict_proba, train_classifier
 from pipeline.config import EvaluateConfig
-from pipeline.schema import as_flat_dict
 from pipeline.metrics import classification_metrics, confusion_table
 from pipeline.pool import SyntheticPool
+from pipeline.schema import as_flat_dict
 from pipeline.variants import SHARED, VARIANTS, TrainingSet, Variant, ratio_text
 
 SELECT_BY = "val_balanced_accuracy"  # the validation metric every choice is made on
@@ -71,15 +71,24 @@ def evaluate_variants(
     n_classes: int, seed: int, device: torch.device,
     log_for: Callable[[str, int], LogFn] = lambda variant, seed: (lambda metrics, step: None),
     on_fit: Callable[[str, int], None] = lambda variant, seed: None,
+    fitted: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> Comparison:
     """Train each variant with seeds seed..seed+cfg.seeds-1, score it on `val` and `test`, choose
-    the GAN configuration and the baseline on `val`, and compare the two on `test`."""
+    the GAN configuration and the baseline on `val`, and compare the two on `test`.
+
+    fitted: the (val, test) probabilities of every fit made, by a key of the training set, the
+        settings, the seeds and the scored splits; pass one dict to several calls (e.g. one per
+        synthetic pool) and the variants they share (the baselines) are trained once.
+    """
     minority = int(np.argmin(np.bincount(train.labels, minlength=n_classes)))
     results: dict[str, VariantResult] = {}
-    fitted: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # fingerprint -> (val, test) probas
+    fitted = {} if fitted is None else fitted
+    context = hashlib.blake2b(repr((as_flat_dict(cfg), seed)).encode(), digest_size=16)
+    for split in (val, test):
+        context.update(split.images.tobytes() + split.labels.tobytes())
     for v in expand_variants(cfg):
         data = VARIANTS[v.base](train, pool, v, n_classes=n_classes, seed=seed)
-        key = _fingerprint(data)
+        key = _fingerprint(data) + context.hexdigest()
         if key not in fitted:  # e.g. gan_class_weight is gan when the synthetic set balances
             probas = [], []
             for s in range(seed, seed + cfg.seeds):

@@ -211,6 +211,35 @@ def test_selection_never_reads_the_test_split() -> None:
     assert "balanced_accuracy_delta_ci95" not in a.headline  # bootstrap 0: no interval
 
 
+def test_a_shared_fit_cache_trains_the_baselines_once_across_pools() -> None:
+    train = Split(*make_images([12, 4], seed=0))
+    val, test = Split(*make_images([5, 5], seed=3)), Split(*make_images([6, 6], seed=2))
+    cfg = quick(steps=10, seeds=2, variants=["real", "class_weight", "gan"], bootstrap=0)
+    fitted: dict = {}
+
+    def compare(pool: SyntheticPool, *, settings=cfg, scored: Split = test):
+        trained: list[tuple[str, int]] = []
+        result = evaluate_variants(
+            train, val, scored, pool, settings, n_classes=2, seed=0, device=CPU, fitted=fitted,
+            log_for=lambda v, s: (lambda m, step: None if (v, s) in trained
+                                  else trained.append((v, s))))
+        return result, trained
+
+    first, trained = compare(make_pool([16, 16], seed=1))
+    assert trained == [(v, s) for v in ("real", "class_weight", "gan@0.5", "gan@balance")
+                       for s in (0, 1)]
+    second, trained = compare(make_pool([16, 16], seed=4))  # another pool: only its gan variants
+    assert trained == [(v, s) for v in ("gan@0.5", "gan@balance") for s in (0, 1)]
+    for name in ("real", "class_weight"):  # reused, so the same probabilities
+        np.testing.assert_array_equal(first.variants[name].probas, second.variants[name].probas)
+    # other settings or another scored split never reuse a fit
+    _, trained = compare(make_pool([16, 16], seed=1), settings=quick(
+        steps=11, seeds=2, variants=["real", "class_weight", "gan"], bootstrap=0))
+    assert ("real", 0) in trained
+    _, trained = compare(make_pool([16, 16], seed=1), scored=Split(test.images, 1 - test.labels))
+    assert ("real", 0) in trained
+
+
 def test_metrics_are_seed_means_in_range_with_intervals(comparison) -> None:
     result, _, _, test = comparison
     results = result.variants
