@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 import pipeline
 from pipeline.artifacts import file_sha256, grid_scale, image_grid
-from pipeline.config import Config
+from pipeline.config import Config, TrainGanConfig
 from pipeline.synthesizers.base import Synthesizer, Trained
 from pipeline.synthesizers.registry import method_module
 
@@ -41,6 +41,21 @@ def resume_key(cfg: Config, device: torch.device, train: Path, features: str | P
                           "code": [file_sha256(f) for f in sources]},
                          sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def unread(cfg: Config) -> str | None:
+    """A line naming each train_gan setting changed from its default that the method does not
+    read (e.g. train_gan.width under method stylegan, whose width is stylegan.width); None if
+    there is none."""
+    m = cfg.train_gan.method
+    reads, default = method_module(m).READS, TrainGanConfig()
+    changed = [f"{f.name}={getattr(cfg.train_gan, f.name)}"
+               for f in dataclasses.fields(TrainGanConfig) if f.name not in reads
+               and getattr(cfg.train_gan, f.name) != getattr(default, f.name)]
+    if not changed:
+        return None
+    return (f"train_gan: method {m} does not read train_gan {', '.join(changed)} (settings of "
+            f"method dcgan); {m}'s own are in the `{m}:` section of params.yaml")
 
 
 @contextlib.contextmanager

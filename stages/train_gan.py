@@ -18,7 +18,7 @@ from pipeline.features import load_extractor
 from pipeline.gan.quality import QualityProbe
 from pipeline.stage import Stage, n_classes_of, run
 from pipeline.synthesizers.registry import method_module
-from pipeline.train_gan import class_samples, done_line, progress, resume_key, summary
+from pipeline.train_gan import class_samples, done_line, progress, resume_key, summary, unread
 
 
 def main(s: Stage) -> None:
@@ -35,6 +35,8 @@ def main(s: Stage) -> None:
     extractor, extractor_meta = load_extractor(s.args.features, device=device)
     probe = QualityProbe(extractor, images, labels, val_images, val_labels, cfg.features,
                          n_classes=n_classes, device=device, seed=cfg.seed)
+    if notice := unread(cfg):
+        print(notice)
     s.log_params("train_gan", *method.SECTIONS, device_used=str(device), n_train=len(labels),
                  n_processes=world.world_size)
     with progress(cfg.train_gan.steps) as (log, notify):

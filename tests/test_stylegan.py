@@ -237,6 +237,7 @@ def test_stylegan_params_are_validated_naming_the_key() -> None:
 
 def test_train_gan_and_generate_stages_run_the_stylegan_method(
     tracking_env: str, project_copy: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     import mlflow
     import pandas as pd
@@ -253,7 +254,7 @@ def test_train_gan_and_generate_stages_run_the_stylegan_method(
     write_params(project_copy / "params.yaml",
                  train_gan={"method": "stylegan", "steps": 6, "batch_size": 8, "latent_dim": 16,
                             "log_every": 2, "eval_every": 3, "checkpoint_every": 3,
-                            "device": "cpu"},
+                            "device": "cpu", "lr_g": 0.01},  # lr_g: dcgan's, not read
                  stylegan={"width": 8, "r1_every": 2, "ada_interval": 1, "ada_kimg": 0.05},
                  features={"steps": 10, "width": 4, "batch_size": 8, "device": "cpu"},
                  generate={"device": "cpu", "candidates_per_image": 1})
@@ -262,6 +263,7 @@ def test_train_gan_and_generate_stages_run_the_stylegan_method(
     (project_copy / "models").mkdir()
     write_extractor(project_copy / "models/features.pt", *make_images([8, 4]))
     run_stage("train_gan")
+    assert "train_gan: method stylegan does not read train_gan lr_g=0.01 " in capsys.readouterr().out
     metrics = json.loads((project_copy / "metrics/train_gan.json").read_text())
     assert metrics["method"] == "stylegan" and metrics["steps"] == 6
     losses = pd.read_csv(project_copy / "plots/train_gan/losses.csv")

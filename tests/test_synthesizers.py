@@ -16,8 +16,9 @@ from pipeline.errors import PipelineError
 from pipeline.gan.checkpoint import save_generator
 from pipeline.gan.sampling import sample
 from pipeline.gan.train import fit
-from pipeline.synthesizers.base import FORMAT, load_synthesizer
+from pipeline.synthesizers.base import FORMAT, LOOP_SETTINGS, load_synthesizer
 from pipeline.synthesizers.registry import METHODS, method_module
+from pipeline.train_gan import unread
 
 CPU = torch.device("cpu")
 IMAGES, LABELS = make_images([8, 6, 4])
@@ -43,6 +44,30 @@ def test_the_registry_names_every_method_and_config_rejects_others() -> None:
         assert "train_gan" in module.SECTIONS or name != "dcgan"
     with pytest.raises(PipelineError, match=rf"train_gan.method: 'gan2' .*{', '.join(METHODS)}$"):
         parse_config({"train_gan": {"method": "gan2"}})
+
+
+def test_every_method_declares_the_train_gan_keys_it_reads() -> None:
+    keys = {f.name for f in dataclasses.fields(TrainGanConfig)}
+    for name in METHODS:
+        reads = set(method_module(name).READS)
+        assert set(LOOP_SETTINGS) <= reads <= keys, name
+    assert set(method_module("dcgan").READS) == keys
+
+
+def test_changed_settings_the_method_does_not_read_are_named() -> None:
+    def line(**params) -> str | None:
+        return unread(parse_config(params))
+
+    assert line() is None  # the defaults: nothing to say
+    assert line(train_gan={"width": 64, "precision": "bf16"}) is None  # dcgan reads them all
+    notice = line(train_gan={"method": "stylegan", "width": 64, "precision": "bf16",
+                             "batch_size": 32, "steps": 10})
+    assert notice == ("train_gan: method stylegan does not read train_gan width=64, "
+                      "precision=bf16 (settings of method dcgan); stylegan's own are in the "
+                      "`stylegan:` section of params.yaml")
+    # cyclegan's batch size is its own (cyclegan.batch_size); its own section's changes are fine
+    assert "batch_size=32" in line(train_gan={"method": "cyclegan", "batch_size": 32})
+    assert line(train_gan={"method": "cyclegan"}, cyclegan={"width": 8}) is None
 
 
 @pytest.mark.parametrize("arch, loss", [("dcgan", "wgan-gp"), ("mlp", "bce")])

@@ -3,6 +3,8 @@
 A method module (pipeline/synthesizers/<name>.py, listed in registry.METHODS) provides:
 
     SECTIONS: tuple[str, ...]   the params sections it reads (its resume key and metadata)
+    READS: tuple[str, ...]      the `train_gan` keys it reads (LOOP_SETTINGS and its own); the
+                                stage names any other changed train_gan key as unread
     train(images, labels, cfg, *, n_classes, device, log, quality, checkpoint, resume_key,
           notify) -> Trained
     load(ckpt: dict, *, device) -> Synthesizer   (ckpt as written by Synthesizer.checkpoint())
@@ -31,6 +33,9 @@ from pipeline.gan.sampling import sample
 from pipeline.gan.state import FitResult
 
 FORMAT = "imbalance-gan/synthesizer/v1"
+# the train_gan keys every method reads: the shared loop's schedule and the stage's device
+LOOP_SETTINGS = ("method", "steps", "ema_decay", "eval_every", "checkpoint_every", "log_every",
+                 "device")
 LEGACY_GENERATOR = "imbalance-gan/generator/v1"  # a generator-only checkpoint: the dcgan method
 
 

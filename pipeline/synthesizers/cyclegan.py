@@ -33,9 +33,12 @@ from pipeline.gan.loop import Schedule, Update, train_loop
 from pipeline.gan.state import GanState
 from pipeline.models.cyclegan import ImagePool, PatchDiscriminator, ResnetGenerator
 from pipeline.pixels import to_uint8, to_unit
-from pipeline.synthesizers.base import FORMAT, Synthesizer, SynthQualityFn, Trained, sections
+from pipeline.synthesizers.base import (
+    FORMAT, LOOP_SETTINGS, Synthesizer, SynthQualityFn, Trained, sections,
+)
 
 SECTIONS = ("train_gan", "cyclegan")
+READS = LOOP_SETTINGS  # its batch size and model are in the cyclegan section
 COLUMNS = ("d_loss", "g_loss", "cycle_loss", "identity_loss")
 
 

@@ -4,6 +4,7 @@ train_gan section); this module only adapts its result to the synthesizer contra
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 
 from pipeline import LogFn
-from pipeline.config import Config
+from pipeline.config import Config, TrainGanConfig
 from pipeline.gan.train import fit
 from pipeline.models import build_generator
 from pipeline.synthesizers.base import (
@@ -20,6 +21,7 @@ from pipeline.synthesizers.base import (
 )
 
 SECTIONS = ("train_gan",)
+READS = tuple(f.name for f in dataclasses.fields(TrainGanConfig))  # every one
 
 
 def train(

@@ -34,10 +34,11 @@ from pipeline.gan.state import GanState
 from pipeline.gan.steps import Batches
 from pipeline.models.stylegan import ResidualDiscriminator, StyleGenerator
 from pipeline.synthesizers.base import (
-    FORMAT, GeneratorSynthesizer, SynthQualityFn, Trained, sections,
+    FORMAT, LOOP_SETTINGS, GeneratorSynthesizer, SynthQualityFn, Trained, sections,
 )
 
 SECTIONS = ("train_gan", "stylegan")
+READS = (*LOOP_SETTINGS, "latent_dim", "batch_size", "balanced_sampling")
 COLUMNS = ("d_loss", "g_loss", "d_real", "d_fake", "ada_rt")  # means per log interval; + ada_p
 
 
