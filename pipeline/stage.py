@@ -32,9 +32,9 @@ import torch
 from pipeline.artifacts import save_json
 from pipeline.cli import run_stage
 from pipeline.config import Config, load_config
-from pipeline.schema import as_flat_dict
 from pipeline.device import resolve_device
 from pipeline.distributed import Dist, process_group
+from pipeline.schema import as_flat_dict
 
 if TYPE_CHECKING:
     from pipeline.tracking import StageRun

@@ -55,6 +55,7 @@ def main(s: Stage) -> None:
     s.finish(metrics, [*(plots / name for name in grids), out / "manifest.csv"])
     print(done_line(synth, metrics))
 
+
 if __name__ == "__main__":
     run("generate", main, {
         "data": "folder with train.npz and val.npz", "checkpoint": "generator checkpoint",
