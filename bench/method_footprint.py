@@ -4,10 +4,10 @@ printed line by line: a mention to judge, or the interface leaking (a shared mod
 know the method). Exit status 1 when anything else mentions a method.
 
     python bench/method_footprint.py             # every method of the registry
-    python bench/method_footprint.py cyclegan
+    python bench/method_footprint.py NAME [NAME ...]
 
-Reads the files git tracks in this checkout (a case-insensitive substring match, so
-`CycleGanConfig` counts as `cyclegan`). The names of dcgan double as its `arch` and the project's
+Reads the files git tracks in this checkout (a case-insensitive substring match: `FooConfig`
+mentions a method `foo`). The names of dcgan double as its `arch` and the project's
 history, so its footprint is wide by nature; it is the newer methods this is for.
 """
 
