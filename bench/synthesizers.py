@@ -54,15 +54,18 @@ from pipeline.features import load_extractor, save_extractor, train_extractor
 from pipeline.gan.quality import QualityProbe
 from pipeline.synthesize import pool_plan, synthesize
 from pipeline.synthesizers.base import load_synthesizer
-from pipeline.synthesizers.registry import method_module
+from pipeline.synthesizers.registry import METHODS, method_module
 
-# name -> params overrides on top of params.yaml (+ --set)
-CONFIGS = {
-    "dcgan (default)": ["train_gan.method=dcgan"],
-    "stylegan + ADA": ["train_gan.method=stylegan", "stylegan.ada=true"],
-    "stylegan, no ADA": ["train_gan.method=stylegan", "stylegan.ada=false"],
-    "cyclegan": ["train_gan.method=cyclegan"],
+# A method's rows when it has other than one row named after it with params.yaml's settings:
+# method -> {row name: overrides}
+VARIANTS = {
+    "dcgan": {"dcgan (default)": []},
+    "stylegan": {"stylegan + ADA": ["stylegan.ada=true"],
+                 "stylegan, no ADA": ["stylegan.ada=false"]},
 }
+# name -> params overrides on top of params.yaml (+ --set): every method of the registry
+CONFIGS = {name: [f"train_gan.method={method}", *overrides] for method in METHODS
+           for name, overrides in VARIANTS.get(method, {method: []}).items()}
 COLUMNS = ["fid_domain", "kid_domain", "precision", "recall", "coverage",
            "tstr_balanced_accuracy"]
 

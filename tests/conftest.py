@@ -47,6 +47,7 @@ SLOW_TESTS = {  # file::test, every parametrisation
     "test_stylegan.py::test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one",
     "test_stylegan.py::test_train_gan_and_generate_stages_run_the_stylegan_method",
     "test_cyclegan.py::test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one",
+    "test_cyclegan.py::test_a_translation_is_scored_as_the_minority_and_keeps_its_lesion",
     "test_classify_evaluate.py::test_selection_never_reads_the_test_split",
     "test_classify_evaluate.py::test_resnet18_classifier_trains_on_small_inputs",
     "test_quality.py::test_probe_scores_a_copying_generator_far_above_a_collapsed_one",

@@ -1,5 +1,5 @@
 """Method cyclegan: majority -> minority translation, its history buffer, sampling by seed,
-resume, and the memorization audit on translations."""
+resume, the memorization audit on translations, and what a translation does on a toy task."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from conftest import make_images
@@ -122,3 +123,55 @@ def test_the_audit_catches_a_translation_that_returns_its_source() -> None:
                      reject_memorized=False, quality_gate=0.0)
     assert out.stats["memorization_rate"] == 1.0 and out.memorized.all()
     np.testing.assert_array_equal(out.first_draw, IMAGES[out.first_audit.nearest])
+
+
+def lesions(counts: list[int], *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """8x8 uint8 images (N, 8, 8, 1): a 3x3 lesion at a random place (the anatomy a translation
+    should keep) on a dark, noisy background; its brightness is the class: 230 for class 0, 120
+    for class 1 (what a translation should change)."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(counts)), counts).astype(np.int64)
+    images = rng.integers(0, 30, (len(labels), 8, 8, 1)).astype(np.uint8)
+    for i, (y, x) in enumerate(rng.integers(0, 6, (len(labels), 2))):
+        level = 230 if labels[i] == 0 else 120
+        images[i, y : y + 3, x : x + 3] = level + rng.integers(-15, 15, (3, 3, 1))
+    return images, labels
+
+
+def lesion_centre(images: np.ndarray) -> np.ndarray:
+    """(N, 2) brightness-weighted centre (row, column) of what stands out of the background."""
+    w = np.clip(images[..., 0].astype(np.float64) - 60, 0, None)  # (N, H, W)
+    grid = np.arange(images.shape[1])
+    return np.stack([w.sum(2) @ grid, w.sum(1) @ grid], 1) / w.sum((1, 2))[:, None]
+
+
+def test_a_translation_is_scored_as_the_minority_and_keeps_its_lesion() -> None:
+    images, labels = lesions([24, 12], seed=0)  # class 0 the majority
+    # lr 25x the default so that 60 steps do (seeds 0, 1, 2: 1.0, 0.95, 1.0 of the translations
+    # classified as class 1, lesions 0.3-0.6 px from their source's); 1 step does not
+    cfg = Config(seed=0, train_gan=TrainGanConfig(method="cyclegan", steps=60, log_every=60,
+                                                  eval_every=0, checkpoint_every=60,
+                                                  device="cpu"),
+                 cyclegan=CycleGanConfig(width=8, n_res=1, batch_size=8, pool_size=0, lr=5e-3))
+    synth = train(images, labels, cfg, n_classes=2, device=CPU).synthesizer
+    # a classifier trained on other real images of the two classes
+    real, real_labels = lesions([300, 300], seed=1)
+    clf = LogisticRegression(max_iter=1000).fit(real.reshape(600, -1) / 255, real_labels)
+    held_out, held_out_labels = lesions([100, 100], seed=2)
+    assert clf.score(held_out.reshape(200, -1) / 255, held_out_labels) >= 0.95
+
+    seeds = np.arange(100)
+    minority = np.ones(100, np.int64)
+    fakes, src = synth.sample(minority, seeds), synth.sources(minority, seeds)
+    assert (labels[src] == 0).all() and len(set(src.tolist())) > 12
+    # the sources are classified as the majority (so an identity translation fails here), their
+    # translations as the minority (after 1 step of training: 0.0 to 0.5 of them)
+    assert (clf.predict(images[src].reshape(100, -1) / 255) == 0).all()
+    assert (clf.predict(fakes.reshape(100, -1) / 255) == 1).mean() >= 0.8
+    # each lesion stays where it was in its source: within a pixel, where the lesions of the
+    # other majority images are ~3 pixels away (after 1 step, or for a G that always returns the
+    # same minority image: ~2.5 pixels from both)
+    centre = lesion_centre(fakes)
+    own = np.linalg.norm(centre - lesion_centre(images[src]), axis=1).mean()
+    others = np.linalg.norm(centre[:, None] - lesion_centre(images[labels == 0])[None], axis=2)
+    assert own < 1.0 and own < others.mean() / 2
