@@ -175,3 +175,16 @@ def test_a_translation_is_scored_as_the_minority_and_keeps_its_lesion() -> None:
     own = np.linalg.norm(centre - lesion_centre(images[src]), axis=1).mean()
     others = np.linalg.norm(centre[:, None] - lesion_centre(images[labels == 0])[None], axis=2)
     assert own < 1.0 and own < others.mean() / 2
+
+
+def test_the_report_draws_the_cycle_and_identity_losses_with_the_gan_losses() -> None:
+    import pandas as pd
+
+    from pipeline.report import plot_losses
+
+    rows = pd.DataFrame({"step": [2, 4], "d_loss": [0.5, 0.4], "g_loss": [0.9, 0.8],
+                         "cycle_loss": [0.3, 0.2], "identity_loss": [0.1, 0.05]})
+    (ax,) = plot_losses(rows).axes
+    lines = {line.get_label(): line.get_ydata().tolist() for line in ax.get_lines()}
+    assert lines == {"d_loss": [0.5, 0.4], "g_loss": [0.9, 0.8], "cycle_loss": [0.3, 0.2],
+                     "identity_loss": [0.1, 0.05]}
