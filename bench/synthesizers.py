@@ -23,6 +23,8 @@ scores in the same feature space.
 
 `protocol`: for each <slug>.pt, the generate stage's scored pool and evaluate's protocol
 (params.yaml's evaluate section + --set): the GAN share and the baseline are chosen on validation.
+Fits are cached in protocol_fits.npz (keyed by training set, settings, seeds and scored splits),
+so the baselines are trained once across configs and runs.
 
 Library functions only (no DVC, no MLflow).
 """
@@ -232,7 +234,13 @@ def protocol_main(args) -> None:
     plan = balance_plan(counts, target=cfg.generate.target, count=cfg.generate.count,
                         ratio=cfg.generate.ratio)
     candidates = pool_plan(plan, counts, candidates_per_image=cfg.generate.candidates_per_image)
-    fitted: dict = {}  # the baselines' fits, shared by every config
+    # Every fit's (val, test) probabilities, shared by every config (so the baselines are trained
+    # once) and kept in protocol_fits.npz, so a later `protocol` run for other configs reuses them.
+    cache = out / "protocol_fits.npz"
+    fitted: dict = {}
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as f:
+            fitted = {k[:-4]: (f[k], f[k[:-4] + ".tst"]) for k in f.files if k.endswith(".val")}
     for config in args.configs:
         path = out / f"{slug(config)}.pt"
         if not path.exists():
@@ -248,6 +256,8 @@ def protocol_main(args) -> None:
         comparison = evaluate_variants(train, val, test, synth.pool, cfg.evaluate,
                                        n_classes=len(data.class_names), seed=cfg.seed,
                                        device=device, fitted=fitted)
+        np.savez(cache, **{f"{k}.val": v for k, (v, _) in fitted.items()},
+                 **{f"{k}.tst": t for k, (_, t) in fitted.items()})
         result = {"config": config, "evaluate": comparison.as_json(), "generate": synth.stats,
                   "seconds": time.perf_counter() - t,
                   "evaluate_settings": dataclasses.asdict(cfg.evaluate)}
