@@ -3,6 +3,10 @@
 `generate` ships the best-scored images that balance the classes (`synthetic.npz`) and writes the
 whole pool (`pool.npz`), from which `evaluate` takes each share of its sweep, scored (best first)
 or unselected (in draw order), so no image is generated twice.
+
+Distinct seeds need not give distinct images: `cyclegan` translates training images, so a class's
+pool holds each translation about `candidates_per_image` times, every copy with the same score.
+`take` therefore hands out a repeat of an image only after every distinct image of its class.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ class SyntheticPool:
 
     def take(self, counts: Mapping[int, int], *, selected: bool = True) -> np.ndarray:
         """Indices of counts[c] images of each class c: the best-scored ones, or with
-        `selected=False` the first ones drawn (what generation without selection ships)."""
+        `selected=False` the first ones drawn (what generation without selection ships); in
+        either order, repeats of an image come after every distinct image of the class."""
         out = []
         for c, n in counts.items():
             idx = np.flatnonzero(self.labels == c)
@@ -41,7 +46,9 @@ class SyntheticPool:
                     f"the synthetic pool has {len(idx)} images of class {c}, {n} were asked for; "
                     "raise generate.candidates_per_image and rerun `dvc repro generate`")
             key = -self.scores[idx] if selected else self.draw[idx]
-            out.append(idx[np.argsort(key, kind="stable")[:n]])
+            ranked = idx[np.argsort(key, kind="stable")]
+            ranked = ranked[np.argsort(copy_number(self.images[ranked]), kind="stable")]
+            out.append(ranked[:n])
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
     def subset(self, idx: np.ndarray) -> SyntheticPool:
@@ -50,6 +57,23 @@ class SyntheticPool:
     def save(self, path: str | Path) -> None:
         save_split(path, self.images, self.labels, seeds=self.seeds, scores=self.scores,
                    draw=self.draw)
+
+
+def copy_number(images: np.ndarray) -> np.ndarray:
+    """(N,) int64 for images (N, ...): 0 at an image's first occurrence, 1 at its first repeat, ...
+
+    >>> copy_number(np.array([[7], [8], [7], [7]])).tolist()
+    [0, 0, 1, 2]
+    """
+    rows = images.reshape(len(images), int(np.prod(images.shape[1:])))
+    inverse = np.unique(rows, axis=0, return_inverse=True)[1].reshape(-1)  # (N,) image id
+    order = np.argsort(inverse, kind="stable")  # the copies of each image, in input order
+    grouped = inverse[order]
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    sizes = np.diff(np.r_[starts, len(order)])
+    out = np.empty(len(order), dtype=np.int64)
+    out[order] = np.arange(len(order)) - np.repeat(starts, sizes)
+    return out
 
 
 def load_pool(path: str | Path) -> SyntheticPool:

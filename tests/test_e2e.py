@@ -3,6 +3,7 @@ through its outputs and the MLflow store it logged to."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import yaml
 from conftest import (
     VENV_BIN, copy_project, files_under, new_mlflow_db, run, stage_env, write_params,
 )
+from report_fixtures import kv, png_size, section, table
 from pipeline.artifacts import file_sha256, load_split
 from pipeline.synthesizers.base import load_synthesizer
 
@@ -403,3 +405,151 @@ def test_a_killed_train_gan_resumes_on_the_next_repro(
     again = other.dvc("repro", "train_gan")
     assert f"resuming from step {step} " in again.stdout + again.stderr
     assert other.json("metrics/train_gan.json")["steps"] == 400
+
+
+# --- every other synthesis method, through the whole pipeline -------------------------------------
+# As a user switches methods: `dvc exp run -S train_gan.method=...` in the finished (dcgan) project,
+# with -S overrides that make the method tiny. The resumable state is written every 2 steps and
+# quality is measured at the end only, so that a kill lands mid-training (cyclegan trains 9 class
+# pairs at about 1.5 s a step on one CPU core, stylegan at about 0.1 s).
+METHODS = {
+    "stylegan": {"train_gan.steps": 40, "stylegan.width": 8,
+                 "stylegan.ada_p": 0.2},  # augmenting from step 1: ADA's state must resume too
+    "cyclegan": {"train_gan.steps": 6, "cyclegan.width": 4, "cyclegan.n_res": 1,
+                 "cyclegan.batch_size": 4},
+}
+METHOD_COMMON = {"train_gan.eval_every": 0, "train_gan.checkpoint_every": 2,
+                 # the baselines do not depend on the method; the synthetic variants do
+                 "evaluate.variants": "[real,gan,gan_pretrain]"}
+METHOD_VARIANTS = ["gan@0.5", "gan@balance", "gan_pretrain", "real"]
+
+
+@pytest.fixture(scope="module", params=list(METHODS))
+def method_run(request: pytest.FixtureRequest, pipeline: Pipeline,
+               tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Pipeline:
+    """A copy of the finished tiny project (git history, DVC cache and outputs) after `dvc exp
+    run -S train_gan.method=<method>`; its own MLflow store. The experiment runs in the workspace
+    of the copy as it is (uncommitted outputs and dvc.lock are fine) and leaves its params and
+    outputs there; DVC also commits it to a git ref of its own, with stage_env's git identity."""
+    method = request.param
+    p = Pipeline(tmp_path_factory.mktemp(f"exp-{method}"))
+    new_mlflow_db(p.root / "mlflow.db", pytestconfig)
+    shutil.copytree(pipeline.project, p.project, symlinks=True)
+    p.method = method
+    p.settings = {**METHOD_COMMON, "train_gan.method": method, **METHODS[method]}
+    overrides = [arg for key, value in p.settings.items() for arg in ("-S", f"{key}={value}")]
+    p.first = p.dvc("exp", "run", *overrides)
+    p.generator_sha256 = file_sha256(p.project / "models/generator.pt")
+    return p
+
+
+def test_each_method_runs_through_the_whole_pipeline(method_run: Pipeline) -> None:
+    p, method = method_run, method_run.method
+    steps = p.settings["train_gan.steps"]
+    out = p.first.stdout
+    assert [s for s in STAGES if f"Running stage '{s}'" in out] == STAGES[2:]
+    assert all(f"Stage '{s}' didn't change, skipping" in out for s in ("prepare", "features"))
+    # train_gan: the method, its step count, the quality of the kept (here: the last) generator
+    m = p.json("metrics/train_gan.json")
+    assert (m["method"], m["steps"], m["best_step"], m["n_classes"]) == (method, steps, steps, 10)
+    assert m["fid_domain"] > 0 and 0.0 <= m["tstr_balanced_accuracy"] <= 1.0
+    for key in ("precision", "recall", "coverage"):
+        assert 0.0 <= m[key] <= 1.0, key
+    ckpt = torch.load(p.project / "models/generator.pt", weights_only=True)
+    assert (ckpt["method"], ckpt["step"]) == (method, steps)
+    width = f"{method}.width"
+    assert ckpt["config"][method]["width"] == p.settings[width]
+    losses = pd.read_csv(p.project / "plots/train_gan/losses.csv")
+    assert losses["step"].tolist() == list(range(5, steps + 1, 5)) + ([steps] * (steps % 5 > 0))
+    assert np.isfinite(losses.drop(columns="step").to_numpy()).all()
+    if method == "stylegan":  # ADA's p, moving from the 0.2 it started at
+        assert losses["ada_p"].between(0.0, 1.0).all() and losses["ada_p"].nunique() > 1
+        assert m["final_ada_p"] == pytest.approx(losses["ada_p"].iloc[-1])
+    else:
+        assert {"cycle_loss", "identity_loss"} <= set(losses.columns)
+    # generate: the audit, every class to the majority, distinct images within each class
+    g = p.json("metrics/generate.json")
+    assert g["checkpoint_sha256"] == p.generator_sha256
+    assert g["candidates"] >= g["accepted"] >= g["n_synthetic"] > 0
+    assert 0.0 <= g["memorization_rate"] <= 1.0 and g["memorization_threshold"] > 0
+    assert g["memorization_rate_shipped"] == 0.0
+    majority = max(g["counts_before"].values())
+    assert set(g["counts_after"].values()) == {majority}
+    images, labels = load_split(p.project / "data/synthetic/synthetic.npz")
+    for c in np.unique(labels):  # cyclegan draws each translation ~4 times; one of each ships
+        flat = images[labels == c].reshape(int((labels == c).sum()), -1)
+        assert len(np.unique(flat, axis=0)) == len(flat), c
+    manifest = pd.read_csv(p.project / "data/synthetic/manifest.csv")
+    synthesizer = load_synthesizer(p.project / "models/generator.pt", device=torch.device("cpu"))
+    rows = manifest.sample(5, random_state=0)
+    again = synthesizer.sample(rows["label"].to_numpy().copy(), rows["seed"].to_numpy().copy())
+    np.testing.assert_array_equal(again, images[rows["index"].to_numpy()])
+    if method == "cyclegan":  # each minority image is a translation of a majority training image
+        _, train_labels = load_split(p.project / "data/prepared/train.npz")
+        source = manifest["source_index"].to_numpy()
+        assert (train_labels[source] == np.argmax(np.bincount(train_labels))).all()
+        assert not manifest.duplicated(["label", "source_index"]).any()
+    else:
+        assert "source_index" not in manifest.columns
+    # the grids: one row of 8x8 tiles (scaled x6, 1 px gaps) per class
+    sizes = {name: png_size(p.project / "plots" / name) for name in (
+        "train_gan/samples.png", "generate/real_vs_synthetic.png", "generate/selection.png",
+        "generate/closest_pairs.png")}
+    assert sizes == {"train_gan/samples.png": (546, 546),  # 10 x 10 samples
+                     "generate/real_vs_synthetic.png": (924, 546),  # 8 real, gap, 8 synthetic
+                     "generate/selection.png": (924, 546),  # 8 best, gap, 8 worst
+                     "generate/closest_pairs.png": (438, 114)}  # 8 pairs
+    # evaluate: the synthetic variants scored on the test split
+    variants = p.json("metrics/evaluate.json")["variants"]
+    assert sorted(variants) == METHOD_VARIANTS
+    for variant, res in variants.items():
+        assert res["synthetic"] == (variant != "real") and res["n_seeds"] == 2
+        for key in ("balanced_accuracy", "macro_f1", "roc_auc", "minority_recall"):
+            assert 0.0 <= res[key] <= 1.0, (variant, key)
+    # the report names the method in its GAN training table
+    page = (p.project / "reports/index.html").read_text()
+    facts = kv(section(page, "GAN training"))
+    assert (facts["method"], facts["steps"]) == (method, str(steps))
+    assert list(table(page, "variant"))[1:] == list(variants)  # one row each, in file order
+    # MLflow: the stages that ran, with the method's settings
+    train_gan = p.runs("tags.stage = 'train_gan'")
+    assert len(train_gan) == 1 and train_gan[0].info.status == "FINISHED"
+    assert train_gan[0].data.params["train_gan.method"] == method
+    assert train_gan[0].data.params[width] == str(p.settings[width])
+    assert not p.runs("tags.stage = 'prepare'")
+
+
+def test_a_killed_train_gan_of_each_method_resumes_bit_identical(
+    method_run: Pipeline, tmp_path: Path, pytestconfig: pytest.Config
+) -> None:
+    other = Pipeline(tmp_path)
+    new_mlflow_db(tmp_path / "mlflow.db", pytestconfig)
+    shutil.copytree(method_run.project, other.project, symlinks=True)
+    state = other.project / "checkpoints/train_gan.pt"
+    state.unlink()  # train again from scratch, with the settings of the finished run
+    # --force: dvc.lock (and the run cache) already hold this very run, so a plain `dvc repro`
+    # would check its outputs out of the cache, killed or not; --single-item: prepare and
+    # features as they are
+    repro = [DVC, "repro", "--force", "--single-item", "train_gan"]
+    proc = subprocess.Popen(repro, cwd=other.project, env=other.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not state.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # dvc and the stage, mid-training
+            os.killpg(proc.pid, signal.SIGKILL)
+        output = proc.communicate()[0]
+    steps = method_run.settings["train_gan.steps"]
+    assert state.exists(), output
+    step = torch.load(state, weights_only=True)["step"]
+    assert 2 <= step < steps, output
+    again = other.dvc(*repro[1:])
+    assert f"resuming from step {step} " in again.stdout + again.stderr
+    assert other.json("metrics/train_gan.json")["steps"] == steps
+    # exact on CPU: the same bytes as the uninterrupted run's, and the same loss curves
+    assert file_sha256(other.project / "models/generator.pt") == method_run.generator_sha256
+    for name in ("losses.csv", "samples.png"):
+        assert (other.project / "plots/train_gan" / name).read_bytes() == (
+            method_run.project / "plots/train_gan" / name).read_bytes(), name

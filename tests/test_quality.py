@@ -360,8 +360,10 @@ def test_scores_rank_right_class_images_above_wrong_class_ones(extractor) -> Non
             (pool.labels == c) & wrong]
         if len(right_c) and len(wrong_c):
             assert right_c.min() > wrong_c.max(), c
-    # the best-scored n of each class are right-class images; the first drawn are not all
-    n = {c: int(((pool.labels == c) & ~wrong).sum()) for c in range(3)}
+    # the best-scored n of each class are right-class images; the first drawn are not all (n
+    # counts distinct images: Lookup repeats its 10 per class, and take hands out repeats last)
+    right = {c: pool.images[(pool.labels == c) & ~wrong] for c in range(3)}
+    n = {c: len(np.unique(x.reshape(len(x), -1), axis=0)) for c, x in right.items()}
     assert not wrong[pool.take(n)].any()
     assert wrong[pool.take(PLAN, selected=False)].sum() == wrong.sum()  # the whole pool
     np.testing.assert_array_equal(pool.draw[pool.take(n, selected=False)],
@@ -383,6 +385,19 @@ def test_the_pool_roundtrips_and_refuses_to_hand_out_more_than_it_has(tmp_path: 
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(PipelineError, match="not a synthetic pool"):
         load_pool(tmp_path / "bad.npz")
+
+
+def test_the_pool_hands_out_a_repeated_image_only_after_every_distinct_one() -> None:
+    # cyclegan translates training images: many seeds give one image, every copy one score, and
+    # the best-scored 4 of this class were three copies of image a
+    a, b, c, d = make_images([4])[0]
+    images = np.stack([a, a, a, b, c, b, d])
+    pool = SyntheticPool(images, np.zeros(7, np.int64), np.arange(7, dtype=np.int64) + 10,
+                         np.array([.9, .9, .9, .5, .4, .5, .1]), np.arange(7, dtype=np.int64))
+    assert pool.take({0: 4}).tolist() == [0, 3, 4, 6]  # a, b, c, d: best first
+    assert pool.take({0: 6}).tolist() == [0, 3, 4, 6, 1, 5]  # then the first repeats, best first
+    assert pool.take({0: 4}, selected=False).tolist() == [0, 3, 4, 6]  # draw order, same rule
+    assert pool.take({0: 7}, selected=False).tolist() == [0, 3, 4, 6, 1, 5, 2]
 
 
 def test_pool_plan_draws_a_class_balanced_pool() -> None:
