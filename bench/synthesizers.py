@@ -17,8 +17,8 @@ space, then through the augmentation protocol.
 (which therefore scores nothing itself). At each mark the EMA generator is scored (fid_domain and
 per-class FID, no TSTR; scoring time is not training time); at the end the full probe (with TSTR
 on the validation split). Writes, per config, <slug>.json (curve and final metrics), <slug>.pt
-(the synthesizer), <slug>_history.csv (losses, ADA's p) and <slug>.png (real | synthetic rows per
-class). The feature extractor is trained once and cached (extractor.pt) so every config and run
+(the synthesizer), <slug>_history.csv and <slug>_losses.png (losses, ADA's p and r_t) and
+<slug>.png (real | synthetic rows per class). The feature extractor is trained once and cached (extractor.pt) so every config and run
 scores in the same feature space.
 
 `protocol`: for each <slug>.pt, the generate stage's scored pool and evaluate's protocol
@@ -54,6 +54,7 @@ from pipeline.device import resolve_device
 from pipeline.evaluate import evaluate_variants
 from pipeline.features import load_extractor, save_extractor, train_extractor
 from pipeline.gan.quality import QualityProbe
+from pipeline.report import plot_losses
 from pipeline.synthesize import pool_plan, synthesize
 from pipeline.synthesizers.base import load_synthesizer
 from pipeline.synthesizers.registry import METHODS, method_module
@@ -207,6 +208,8 @@ def train_main(args) -> None:
         name = slug(config)
         synthesizer.save(out / f"{name}.pt")
         history.to_csv(out / f"{name}_history.csv", index=False)  # losses and ADA's p by step
+        if len(history):  # the report's loss figure: losses, D's outputs, ADA's p and r_t
+            plot_losses(history).savefig(out / f"{name}_losses.png")
         result = {"config": config, "overrides": CONFIGS[config] + args.set, "clock": args.clock,
                   "seconds": seconds, "steps": steps, "metrics": metrics, "curve": curve,
                   "ada_p_final": ada_p[-1] if ada_p else None,
