@@ -32,10 +32,12 @@ Library functions only (no DVC, no MLflow).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import platform
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -96,17 +98,13 @@ class Clock:
     def seconds(self) -> float:
         return self.now() - self.start - self.paused
 
-    def pause(self):
-        clock = self
-
-        class _Paused:
-            def __enter__(self):
-                self.t = clock.now()
-
-            def __exit__(self, *exc):
-                clock.paused += clock.now() - self.t
-
-        return _Paused()
+    @contextlib.contextmanager
+    def pause(self) -> Iterator[None]:
+        start = self.now()
+        try:
+            yield
+        finally:
+            self.paused += self.now() - start
 
 
 def train_for(seconds: float, marks: list[float], cfg: Config, data: PreparedDataset, *,
