@@ -11,7 +11,9 @@ import torch
 
 from conftest import make_images
 from pipeline.artifacts import save_checkpoint
-from pipeline.config import Config, TrainGanConfig, parse_config
+from pipeline.config import (
+    Config, CycleGanConfig, StyleGanConfig, TrainGanConfig, parse_config,
+)
 from pipeline.errors import PipelineError
 from pipeline.gan.checkpoint import save_generator
 from pipeline.gan.sampling import sample
@@ -68,6 +70,29 @@ def test_changed_settings_the_method_does_not_read_are_named() -> None:
     # cyclegan's batch size is its own (cyclegan.batch_size); its own section's changes are fine
     assert "batch_size=32" in line(train_gan={"method": "cyclegan", "batch_size": 32})
     assert line(train_gan={"method": "cyclegan"}, cyclegan={"width": 8}) is None
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_the_synthesizer_the_quality_hook_gets_saves_and_loads(method: str,
+                                                                tmp_path: Path) -> None:
+    # e.g. a time budget that stops training from the hook keeps the synthesizer it was given
+    cfg = Config(seed=1, train_gan=TrainGanConfig(
+        method=method, width=8, latent_dim=8, steps=2, batch_size=4, log_every=1, eval_every=1,
+        device="cpu"), stylegan=StyleGanConfig(width=4), cyclegan=CycleGanConfig(
+        width=4, n_res=1, batch_size=4))
+    seen = []
+
+    def stop(synth):  # training never finishes: nothing is added to the synthesizer afterwards
+        seen.append(synth)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        method_module(method).train(IMAGES, LABELS, cfg, n_classes=3, device=CPU, quality=stop)
+    labels, seeds = np.array([0, 1, 2]), np.array([3, 4, 5])
+    seen[0].save(tmp_path / "hook.pt")
+    loaded = load_synthesizer(tmp_path / "hook.pt", device=CPU)
+    assert loaded.method == method
+    np.testing.assert_array_equal(loaded.sample(labels, seeds), seen[0].sample(labels, seeds))
 
 
 @pytest.mark.parametrize("arch, loss", [("dcgan", "wgan-gp"), ("mlp", "bce")])

@@ -20,13 +20,18 @@ from pipeline.models import build_discriminator, build_generator
 from pipeline.pixels import to_unit
 
 
+def generator_kwargs(cfg: TrainGanConfig, *, n_classes: int, image_size: int, channels: int
+                     ) -> dict[str, int]:
+    """What `build_generator(cfg.arch, **kwargs)` needs to rebuild G."""
+    return {"latent_dim": cfg.latent_dim, "n_classes": n_classes, "image_size": image_size,
+            "channels": channels, "width": cfg.width}
+
+
 def build_state(
     cfg: TrainGanConfig, *, n_classes: int, image_size: int, channels: int, device: torch.device
 ) -> GanState:
-    model_kwargs = dict(
-        latent_dim=cfg.latent_dim, n_classes=n_classes, image_size=image_size,
-        channels=channels, width=cfg.width,
-    )
+    model_kwargs = generator_kwargs(cfg, n_classes=n_classes, image_size=image_size,
+                                    channels=channels)
     cuda = device.type == "cuda"
     # On GPUs: channels-last convolutions (tensor-core friendly), fused Adam (one kernel per
     # update instead of one per tensor), autotuned cuDNN kernels for the fixed shapes.

@@ -14,6 +14,7 @@ import torch
 
 from pipeline import LogFn
 from pipeline.config import Config, TrainGanConfig
+from pipeline.gan.steps import generator_kwargs
 from pipeline.gan.train import fit
 from pipeline.models import build_generator
 from pipeline.synthesizers.base import (
@@ -35,6 +36,9 @@ def train(
         "format": FORMAT, "method": "dcgan", "arch": gcfg.arch, "seed": cfg.seed,
         "config": sections(cfg, SECTIONS), "n_classes": n_classes,
         "sampling": {"latent_dim": gcfg.latent_dim},
+        # before training, so the synthesizer the quality hook gets is complete (saves, loads)
+        "model_kwargs": generator_kwargs(gcfg, n_classes=n_classes, image_size=images.shape[1],
+                                         channels=images.shape[3]),
     }
 
     def probe(G: torch.nn.Module) -> dict[str, float]:
@@ -45,7 +49,7 @@ def train(
                  resume_key=resume_key, notify=notify)
     best_step = result.keep_best()  # the EMA generator at the step with the lowest fid_domain
     state = result.state
-    meta.update(model_kwargs=state.model_kwargs, step=state.step, best_step=best_step)
+    meta.update(step=state.step, best_step=best_step)
     return Trained.of(GeneratorSynthesizer(state.G_ema, meta=meta, device=device), result,
                       images_per_step=gcfg.batch_size * gcfg.d_steps)
 
