@@ -28,6 +28,9 @@ class TrainingSet:
     class_weights: np.ndarray | None = None  # (K,) loss weights, or None for plain CE
     augment: bool = True  # classifier-side augmentation (evaluate.augment)
     pretrain: tuple[np.ndarray, np.ndarray] | None = None  # trained on first, then on images
+    # which pool images it holds (the export's provenance): indices into the pool of the rows
+    # appended after the real ones, or of `pretrain`'s rows; None: no synthetic images
+    pool_index: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -67,10 +70,10 @@ def synthetic_counts(labels: np.ndarray, n_classes: int, ratio: float | str) -> 
 
 
 def _with_synthetic(train: Split, pool: SyntheticPool, ratio: float | str, *, n_classes: int,
-                    selected: bool) -> tuple[np.ndarray, np.ndarray]:
+                    selected: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     idx = pool.take(synthetic_counts(train.labels, n_classes, ratio), selected=selected)
     return (np.concatenate([train.images, pool.images[idx]]),
-            np.concatenate([train.labels, pool.labels[idx]]))
+            np.concatenate([train.labels, pool.labels[idx]]), idx)
 
 
 def _real(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
@@ -110,10 +113,10 @@ def _smote(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, see
 
 def _gan(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
          ) -> TrainingSet:
-    images, labels = _with_synthetic(train, pool, v.ratio, n_classes=n_classes,
-                                     selected=v.base != "gan_random")
+    images, labels, idx = _with_synthetic(train, pool, v.ratio, n_classes=n_classes,
+                                          selected=v.base != "gan_random")
     weights = inverse_frequency(labels, n_classes) if v.base == "gan_class_weight" else None
-    return TrainingSet(images, labels, weights)
+    return TrainingSet(images, labels, weights, pool_index=idx)
 
 
 def _gan_pretrain(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
@@ -122,7 +125,8 @@ def _gan_pretrain(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: i
     the real split as it is."""
     top = int(np.bincount(train.labels, minlength=n_classes).max())
     idx = pool.take({c: top for c in range(n_classes)})
-    return TrainingSet(train.images, train.labels, pretrain=(pool.images[idx], pool.labels[idx]))
+    return TrainingSet(train.images, train.labels, pretrain=(pool.images[idx], pool.labels[idx]),
+                       pool_index=idx)
 
 
 # base variant name (params `evaluate.variants`) -> its training set
