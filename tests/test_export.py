@@ -431,3 +431,36 @@ def test_the_stage_writes_the_export_logs_it_and_refuses_a_foreign_folder(inputs
     assert failed.returncode == 1
     assert failed.stderr.startswith("export: error:") and "mine.txt" in failed.stderr
     assert "Traceback" not in failed.stderr and len(failed.stderr.strip().splitlines()) == 1
+
+
+def test_each_evaluate_variant_run_names_its_training_set(tracking_env: str,
+                                                          tmp_path: Path) -> None:
+    import mlflow
+
+    from pipeline.evaluate import Comparison, VariantResult, log_variant_runs
+    from pipeline.tracking import stage_run
+    from pipeline.variants import Variant
+
+    plots, results = tmp_path / "plots", {}
+    plots.mkdir()
+    for name, variant, labels in (("real", Variant("real"), [0, 0, 0, 1]),
+                                  ("gan@0.5", Variant("gan", 0.5), [0, 0, 0, 1, 1])):
+        for kind in ("confusion", "roc"):
+            (plots / f"{kind}_{name}.csv").write_text("a,b\n0,0\n")
+        results[name] = VariantResult(
+            {"balanced_accuracy": 0.5, "n_train": len(labels), "synthetic_ratio": "0.5"},
+            [{"balanced_accuracy": 0.5}], pd.DataFrame(), pd.DataFrame(), variant=variant,
+            train_digest=f"{len(labels)}" * 32, train_labels=np.array(labels))
+    with stage_run("evaluate", params_digest="d", root=tmp_path) as run:
+        log_variant_runs(run, Comparison(results), {}, cfg=EvaluateConfig(), seed=0, plots=plots,
+                         data_source="data/prepared/train.npz")
+    client = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name(tracking_env)
+    found = {r.data.tags["variant"]: client.get_run(r.info.run_id).inputs.dataset_inputs
+             for r in client.search_runs([exp.experiment_id], "tags.kind = 'variant'")}
+    assert set(found) == {"real", "gan@0.5"}
+    for name, n in (("real", 4), ("gan@0.5", 5)):
+        (logged,) = found[name]
+        assert logged.dataset.name == f"train:{name}" and logged.dataset.digest == f"{n}" * 32
+        assert json.loads(logged.dataset.profile)["num_rows"] == n
+        assert json.loads(logged.dataset.source) == {"uri": "data/prepared/train.npz"}
