@@ -214,6 +214,7 @@ def test_the_export_reads_back_through_the_source_readers_byte_for_byte(
         assert list(raw.patient_ids[train]) == list(ex.parts["train"].patient_ids)
 
 
+@pytest.mark.slow  # importing torchvision takes seconds
 def test_torchvision_imagefolder_reads_the_folder_export_with_the_class_counts(inputs,
                                                                               tmp_path) -> None:
     from torchvision.datasets import ImageFolder
@@ -289,7 +290,7 @@ def test_a_full_disk_mid_write_leaves_the_previous_export_intact(inputs, tmp_pat
         write_png(path, image)
 
     with pytest.raises(PipelineError, match=r"No space left.*previous export.*Free disk space"):
-        write_export(ex, out, fmt="folder", datasheet="second\n", writer=fills_up)
+        write_export(ex, out, fmt="csv", datasheet="second\n", writer=fills_up)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]  # no half-written folder
 
