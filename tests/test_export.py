@@ -333,6 +333,7 @@ def test_the_datasheets_figures_equal_the_metrics(inputs) -> None:
         assert test == counts["test"][str(c)] and total == real + synth
     assert [table[n][1] for n in NAMES] == [0, 2, 3]
     assert docs["prepare"]["data_changes"][0] in text
+    assert "DICOM went through its modality LUT and VOI LUT" in text  # the conversion, stated
 
 
 @pytest.mark.parametrize("ci, resolves, warned", [
