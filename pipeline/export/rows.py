@@ -102,8 +102,11 @@ def with_chosen(train: Split, pool: SyntheticPool, variant: Variant, *, n_classe
     if not np.array_equal(labels[n_real:], pool.labels[idx]):
         raise PipelineError(f"evaluate variant {variant.name!r}: its synthetic rows are not the "
                             "pool images its pool_index names; fix the variant builder")
+    # patient ids belong to the real rows only when they are the training split as it is
+    same = (n_real == len(train.labels) and np.array_equal(labels[:n_real], train.labels)
+            and np.array_equal(images[:n_real], train.images))
     return _joined(images, labels, n_real, pool.seeds[idx], pool.scores[idx],
-                   train.patient_ids if n_real == len(train.labels) else None), data
+                   train.patient_ids if same else None), data
 
 
 def with_shipped(train: Split, synthetic_dir: Path) -> Part:
