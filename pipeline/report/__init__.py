@@ -23,7 +23,10 @@ _WHERE = {
     "plot_recall": "figures", "plot_roc": "figures", "ReportInputs": "inputs",
     "load_inputs": "inputs", "build_report": "page",
 }
-__all__ = sorted([*_WHERE, "verdict"])
+__all__ = [
+    "ReportInputs", "build_report", "load_inputs", "plot_balanced_accuracy", "plot_class_counts",
+    "plot_confusions", "plot_grid", "plot_losses", "plot_recall", "plot_roc", "verdict",
+]
 
 
 def __getattr__(name: str) -> Any:
