@@ -24,6 +24,7 @@ from pipeline.models.classifier import CLASSIFIERS
 from pipeline.models.gan import GAN_ARCHS
 from pipeline.schema import FrozenDict, build
 from pipeline.schema import check as _check
+from pipeline.selection import SELECTION_RULES
 from pipeline.synthesizers.registry import METHODS
 from pipeline.variants import VARIANTS
 
@@ -38,6 +39,7 @@ AdaOpName = Literal[tuple(ADA_OPS)]  # type: ignore[valid-type]
 ClassifierName = Literal[tuple(CLASSIFIERS)]  # type: ignore[valid-type]
 VariantName = Literal[tuple(VARIANTS)]  # type: ignore[valid-type]
 TargetName = Literal[tuple(TARGETS)]  # type: ignore[valid-type]
+SelectionName = Literal[tuple(SELECTION_RULES)]  # type: ignore[valid-type]
 # Safe for every modality the pipeline targets (pipeline/augment.py says which others are safe).
 DEFAULT_AUGMENT = ("translate", "brightness", "contrast")
 MIN_KEEP_COUNT = 3  # prepare.keep_counts: the fewest training images a class may keep
@@ -293,6 +295,10 @@ class EvaluateConfig:
     pretrain_fraction: float = 0.5  # gan_pretrain: share of `steps` spent on the synthetic set
     augment: tuple[AugmentName, ...] = DEFAULT_AUGMENT  # classifier-side, every variant alike
     classifier: ClassifierName = "cnn"
+    # How the GAN configuration and the baseline are chosen on validation (pipeline/selection.py):
+    #   one_se  the simplest variant within one paired standard error of the best (default)
+    #   max     the highest validation balanced accuracy
+    selection: SelectionName = "one_se"
     seeds: int = 3  # each variant is trained with seeds seed, seed+1, ...; metrics are seed means
     bootstrap: int = 1000  # resamples of the test set for the 95% intervals (0 = none)
     steps: int = 500  # optimizer steps per variant: the same budget whatever the training set size

@@ -30,9 +30,9 @@ from pipeline.config import EvaluateConfig
 from pipeline.metrics import classification_metrics, confusion_table
 from pipeline.pool import SyntheticPool
 from pipeline.schema import as_flat_dict
+from pipeline.selection import SELECT_BY, SELECTION_RULES, select  # noqa: F401 (re-exported)
 from pipeline.variants import SHARED, VARIANTS, TrainingSet, Variant, ratio_text
 
-SELECT_BY = "val_balanced_accuracy"  # the validation metric every choice is made on
 
 
 def expand_variants(cfg: EvaluateConfig) -> list[Variant]:
@@ -50,6 +50,8 @@ class VariantResult:
     train_counts: dict[int, int] = field(default_factory=dict)
     probas: np.ndarray | None = None  # (S, N, K) test probabilities per seed
     variant: Variant | None = None
+    val_probas: np.ndarray | None = None  # (S, M, K) validation probabilities: what choices see
+    val_scores: np.ndarray | None = None  # (S,) validation balanced accuracy per seed
 
 
 @dataclass
@@ -110,6 +112,8 @@ def evaluate_variants(
                          minority=minority)
         res.variant = v
         val_seeds = [_seed_metrics(p, val.labels, minority=minority) for p in val_probas]
+        res.val_probas = val_probas
+        res.val_scores = np.array([m["balanced_accuracy"] for m in val_seeds])
         for k in ("balanced_accuracy", "minority_recall", "roc_auc"):
             res.metrics[f"val_{k}"] = float(np.mean([m[k] for m in val_seeds]))
         res.metrics.update(variant=v.base, synthetic=v.synthetic,
@@ -118,7 +122,10 @@ def evaluate_variants(
                            if v.base in SHARED else 0,
                            n_pretrain=0 if data.pretrain is None else len(data.pretrain[1]))
         results[v.name] = res
-    comparison = Comparison(results, select(results))
+    # every choice is made here, from validation probabilities alone; test is scored below, once
+    val_draws = bootstrap_draws(results, val.labels, minority=minority, n_boot=cfg.bootstrap,
+                                seed=seed, split="val")
+    comparison = Comparison(results, select(results, rule=cfg.selection, draws=val_draws))
     draws = bootstrap_draws(results, test.labels, minority=minority, n_boot=cfg.bootstrap,
                             seed=seed)
     add_intervals(results, draws)
@@ -128,17 +135,6 @@ def evaluate_variants(
             res.metrics["vs_baseline"] = paired(results, draws, name, base)
     comparison.headline = headline(results, comparison.selection, draws, n_test=len(test.labels))
     return comparison
-
-
-def select(results: dict[str, VariantResult]) -> dict[str, Any]:
-    """The GAN configuration and the baseline (no synthetic images) with the highest validation
-    balanced accuracy; ties go to the one listed first. The test split plays no part."""
-    def best(names: list[str]) -> str | None:
-        return max(names, key=lambda n: results[n].metrics[SELECT_BY]) if names else None
-
-    return {"gan": best([n for n, r in results.items() if r.metrics["synthetic"]]),
-            "baseline": best([n for n, r in results.items() if not r.metrics["synthetic"]]),
-            "by": SELECT_BY}
 
 
 def _fingerprint(data: TrainingSet) -> str:
@@ -212,22 +208,24 @@ Draws = dict[str, dict[str, np.ndarray]]  # variant -> metric -> (B,) bootstrap 
 
 def bootstrap_draws(
     results: dict[str, VariantResult], y_true: np.ndarray, *, minority: int, n_boot: int,
-    seed: int,
+    seed: int, split: str = "test",
 ) -> Draws:
-    """Seed-mean balanced accuracy and minority recall in each of `n_boot` resamples of the test
-    images and the seeds; the same resamples for every variant, so differences are paired.
-    Empty when n_boot is 0."""
+    """Seed-mean balanced accuracy and minority recall in each of `n_boot` resamples of the
+    `split` ("test" or "val") images and the seeds; the same resamples for every variant, so
+    differences are paired. Empty when n_boot is 0."""
     if n_boot == 0:
         return {}
-    n_seeds, n, n_classes = next(iter(results.values())).probas.shape
+    probas = {name: res.val_probas if split == "val" else res.probas
+              for name, res in results.items()}
+    n_seeds, n, n_classes = next(iter(probas.values())).shape
     rng = np.random.default_rng(seed)
     weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)  # (B, N) test resamples
     # Two-level bootstrap: seeds are resampled too, so the intervals cover training-seed noise
     # as well as test-set noise.
     picks = rng.integers(0, n_seeds, size=(n_boot, n_seeds))[:, :, None]  # (B, S, 1)
     draws = {}
-    for name, res in results.items():
-        recalls = bootstrap_recalls(res.probas.argmax(axis=2), y_true, weights, n_classes)
+    for name, p in probas.items():
+        recalls = bootstrap_recalls(p.argmax(axis=2), y_true, weights, n_classes)
         per_seed = np.nanmean(recalls, axis=2)  # (B, S) balanced accuracy, seeds as trained
         recalls = np.take_along_axis(recalls, picks, axis=1)  # (B, S, K)
         draws[name] = {"balanced_accuracy": np.nanmean(recalls, axis=2).mean(axis=1),
@@ -263,6 +261,9 @@ def add_intervals(results: dict[str, VariantResult], draws: Draws) -> None:
 
 # The smallest difference in balanced accuracy the headline should be able to resolve.
 RESOLVE = 0.02
+# Minimum detectable difference at 80% power, two-sided alpha 0.05: a true difference of
+# (z_0.975 + z_0.80) x SE gives an estimate beyond 1.96 SE (a CI excluding 0) 80% of the time.
+POWER_Z = 1.959964 + 0.841621
 
 
 def headline(results: dict[str, VariantResult], selection: dict[str, Any], draws: Draws, *,
@@ -283,7 +284,21 @@ def headline(results: dict[str, VariantResult], selection: dict[str, Any], draws
         out["balanced_accuracy_delta_ci95_width"] = ci[1] - ci[0]
         out["balanced_accuracy_delta_ci95_width_test_only"] = hi - lo
         out["resolves_2_points"] = bool(ci[1] - ci[0] <= 2 * RESOLVE)
+        out.update(minimum_detectable(draws[gan]["balanced_accuracy"]
+                                      - draws[base]["balanced_accuracy"]))
+    out["selection_rule"] = selection.get("rule")
     return out
+
+
+def minimum_detectable(delta_draws: np.ndarray) -> dict[str, float]:
+    """The paired bootstrap SE of a balanced-accuracy difference and the smallest true difference
+    this test split and seed count detect at 80% power (two-sided 5%): POWER_Z x SE, about 2.8 SE.
+    >>> minimum_detectable(np.array([-0.01, 0.01]))
+    {'balanced_accuracy_delta_se': 0.01, 'balanced_accuracy_mdd80': 0.028016}
+    """
+    se = float(np.nanstd(delta_draws))
+    return {"balanced_accuracy_delta_se": se,
+            "balanced_accuracy_mdd80": round(POWER_Z * se, 6)}
 
 
 def _ci(values: np.ndarray) -> list[float]:
