@@ -247,16 +247,22 @@ def paired(results: dict[str, VariantResult], draws: Draws, a: str, b: str) -> d
     return out
 
 
+# Every variant is also compared (paired) with these, when evaluated: no balancing, and the
+# baseline synthetic images have to beat (bench/regime.py plots both).
+REFERENCES = ("real", "class_weight")
+
+
 def add_intervals(results: dict[str, VariantResult], draws: Draws) -> None:
     """95% percentile intervals of each variant's balanced accuracy and minority recall, and of
-    their paired differences against `real`."""
+    their paired differences against each of REFERENCES (`vs_real`, `vs_class_weight`)."""
     if not draws:
         return
     for name, res in results.items():
         for key in ("balanced_accuracy", "minority_recall"):
             res.metrics[f"{key}_ci95"] = _ci(draws[name][key])
-        if name != "real" and "real" in results:
-            res.metrics["vs_real"] = paired(results, draws, name, "real")
+        for ref in REFERENCES:
+            if name != ref and ref in results:
+                res.metrics[f"vs_{ref}"] = paired(results, draws, name, ref)
 
 
 # The smallest difference in balanced accuracy the headline should be able to resolve.

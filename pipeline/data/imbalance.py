@@ -55,6 +55,8 @@ def resolve_classes(
             label = names.index(c)
         elif isinstance(c, int) and 0 <= c < n_classes:
             label = c
+        elif isinstance(c, str) and c.isdigit() and int(c) < n_classes:  # "1" from a -S override
+            label = int(c)
         else:
             listed = "" if not names else " (" + ", ".join(
                 f"{i} = {n}" for i, n in enumerate(names)) + ")"
