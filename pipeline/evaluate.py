@@ -363,5 +363,17 @@ def summary_lines(comparison: Comparison) -> list[str]:
         ci = h.get("balanced_accuracy_delta_ci95", [float("nan")] * 2)
         lines.append(f"evaluate: chosen on validation: {h['gan']} vs {h['baseline']}: test "
                      f"balanced accuracy {h['balanced_accuracy_delta']:+.3f} [{ci[0]:+.3f}, "
-                     f"{ci[1]:+.3f}], ROC AUC {h['roc_auc_delta']:+.3f}")
+                     f"{ci[1]:+.3f}], ROC AUC {h['roc_auc_delta']:+.3f}"
+                     + _rule_note(comparison.selection, h))
     return lines
+
+
+def _rule_note(selection: dict[str, Any], h: dict[str, Any]) -> str:
+    """The rule, how often it picks the same pair in validation resamples, and the power."""
+    note = f" | rule {selection.get('rule')}"
+    stable = (selection.get("stability") or {}).get(selection.get("rule"))
+    if stable is not None:
+        note += f", same pair in {100 * stable:.0f}% of validation resamples"
+    if "balanced_accuracy_mdd80" in h:
+        note += f" | detectable at 80% power: {h['balanced_accuracy_mdd80']:.3f}"
+    return note
