@@ -70,7 +70,8 @@ def run_point(dvc: str, project: Path, name: str, args: list[str], env: dict[str
 
 def experiments(dvc: str, project: Path, env: dict[str, str]) -> dict[str, dict]:
     """name -> {"params": params.yaml, "evaluate": metrics/evaluate.json} of every experiment
-    `dvc exp show --json` lists (those of the current commit)."""
+    `dvc exp show --json` lists (those of the current commit). evaluate.json is read from the
+    experiment's commit (it is committed, cache: false): `dvc exp show` drops its intervals."""
     proc = subprocess.run([dvc, "exp", "show", "--json"], cwd=project, env=env,
                           capture_output=True, text=True, check=True)
     found: dict[str, dict] = {}
@@ -78,11 +79,17 @@ def experiments(dvc: str, project: Path, env: dict[str, str]) -> dict[str, dict]
         for exp in baseline.get("experiments") or []:
             for rev in exp.get("revs") or []:
                 data = rev.get("data") or {}
+                shown = ((data.get("metrics") or {}).get("metrics/evaluate.json") or {})
                 found[rev.get("name") or exp.get("name")] = {
                     "params": ((data.get("params") or {}).get("params.yaml") or {}).get("data"),
-                    "evaluate": ((data.get("metrics") or {}).get("metrics/evaluate.json")
-                                 or {}).get("data")}
+                    "evaluate": _committed(project, rev.get("rev"), env) or shown.get("data")}
     return found
+
+
+def _committed(project: Path, rev: str | None, env: dict[str, str]) -> dict | None:
+    proc = subprocess.run(["git", "show", f"{rev}:metrics/evaluate.json"], cwd=project, env=env,
+                          capture_output=True, text=True)
+    return json.loads(proc.stdout) if rev and proc.returncode == 0 else None
 
 
 def point_row(evaluate: dict | None) -> dict[str, Any]:

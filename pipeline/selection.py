@@ -17,12 +17,13 @@ Pure numpy: the config reads SELECTION_RULES without the torch stack.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from pipeline.evaluate import Draws, VariantResult
+# Not imported from pipeline/evaluate.py (torch): the config and the prepare stage import this.
+Draws = dict[str, dict[str, np.ndarray]]  # variant -> metric -> (B,) bootstrap values
+VariantResult = Any  # pipeline.evaluate.VariantResult: .metrics and .val_scores are read
 
 SELECT_BY = "val_balanced_accuracy"  # the validation metric every choice is made on
 
