@@ -2,8 +2,8 @@
 methods, as DVC experiments, collected into one page (docs/study.md).
 
     OMP_NUM_THREADS=1 python bench/regime.py --class malignant --counts 10 25 50 147 \
-        --methods dcgan stylegan --set data.source=medmnist \
-        data.path=/abs/path/breastmnist.npz "data.classes=[malignant, benign]"
+        --methods dcgan stylegan --data ../shared/data/breastmnist.npz \
+        --set data.source=medmnist "data.classes=[malignant, benign]" prepare.image_size=28
 
 Each point is one `dvc exp run --temp -n <prefix>-<class><count>-<method>` with
 `-S prepare.imbalance=counts -S ++prepare.keep_counts={<class>:<count>}
@@ -135,12 +135,13 @@ def sentences(rows: list[dict[str, Any]]) -> list[str]:
                 mdds = [r["mdd80"] for r in at if isinstance(r.get("mdd80"), (int, float))]
                 limit = (f" (no difference larger than {100 * max(mdds):.1f} points of balanced "
                          "accuracy detectable at 80% power)") if mdds else ""
-                parts.append(f"could not be told apart from class weighting at {counts}{limit}")
+                parts.append(f"could not be told apart from it at {counts}{limit}")
             elif label == "failed":
-                parts.append(f"failed to run at {counts}")
+                parts.append(f"the run failed at {counts}")
             else:
-                parts.append(f"{label} against class weighting at {counts}")
-        out.append(f"{method}: synthetic images " + "; ".join(parts) + " (minority count).")
+                parts.append(f"{label} at {counts}")
+        out.append(f"{method}: against class weighting, by minority training images, the "
+                   "validation-chosen synthetic configuration " + "; ".join(parts) + ".")
     return out
 
 
@@ -165,6 +166,9 @@ def figure(rows: list[dict[str, Any]]) -> bytes:
                 err = [[v - c[0] for v, c in zip(y, ci)], [c[1] - v for v, c in zip(y, ci)]]
                 ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=method)
             ax.set_xscale("log")
+            counts = sorted({r["count"] for r in rows})
+            ax.set_xticks(counts, [str(c) for c in counts])
+            ax.minorticks_off()
             ax.set_title(f"{label} vs {ref}", fontsize=10)
             ax.set_xlabel("minority training images (count)")
             if methods:
@@ -213,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--class", dest="cls", required=True, help="the class thinned (name or label)")
     parser.add_argument("--counts", type=int, nargs="+", required=True)
     parser.add_argument("--methods", nargs="+", default=["dcgan"])
+    parser.add_argument("--data", type=Path, help="data.path for every point (made absolute: "
+                        "the experiments run in temporary copies)")
     parser.add_argument("--set", nargs="*", default=[], help="dvc -S overrides for every point")
     parser.add_argument("--prefix", default="regime", help="experiment names start with this")
     parser.add_argument("--project", type=Path, default=Path.cwd())
@@ -220,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--collect-only", action="store_true", help="build the page, run nothing")
     args = parser.parse_args(argv)
     project = args.project.resolve()
+    if args.data is not None:
+        args.set = [f"data.path={args.data.resolve()}", *args.set]
     dvc = str(Path(sys.executable).with_name("dvc"))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{project}/mlflow.db")

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REPO, VENV_BIN, copy_project, new_mlflow_db, run, stage_env, write_params
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 
 TINY = dict(
     features={"steps": 20, "width": 8, "device": "cpu"},
@@ -24,6 +24,7 @@ TINY = dict(
 )
 
 
+@pytest.mark.e2e
 def test_the_study_runs_dvc_experiments_and_collects_them(tmp_path: Path,
                                                           pytestconfig: pytest.Config) -> None:
     project = copy_project(tmp_path / "project")
@@ -48,7 +49,9 @@ def test_the_study_runs_dvc_experiments_and_collects_them(tmp_path: Path,
         assert -1 <= lo <= r["balanced_accuracy_vs_class_weight"] <= hi <= 1
         assert r["balanced_accuracy_vs_real_ci95"] is not None and r["mdd80"] > 0
     (sentence,) = doc["sentences"]
-    assert sentence.startswith("dcgan: synthetic images ") and "failed to run at 9999" in sentence
+    assert sentence.startswith("dcgan: against class weighting, by minority training images, "
+                               "the validation-chosen synthetic configuration ")
+    assert sentence.endswith("; the run failed at 9999.")
     page = (project / "regime" / "regime.html").read_text()
     assert "data:image/png;base64," in page and sentence.split(":")[0] in page
     # every experiment stays in DVC, with its count
@@ -72,3 +75,27 @@ def test_the_study_runs_dvc_experiments_and_collects_them(tmp_path: Path,
                  "8", "5", "--methods", "dcgan", "--prefix", "t", "--project", str(project)],
                 cwd=project, env=env, timeout=300)
     assert again.returncode == 0 and "t-98-dcgan ..." not in again.stdout
+
+
+def test_sentences_say_helped_hurt_cannot_tell_and_failed_per_method() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("regime", REPO / "bench" / "regime.py")
+    regime = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(regime)
+
+    def row(method: str, count: int, ci: list[float] | None, status: str = "ok") -> dict:
+        return {"method": method, "count": count, "status": status, "mdd80": 0.071,
+                "balanced_accuracy_vs_class_weight_ci95": ci}
+
+    rows = [row("dcgan", 10, [0.01, 0.08]), row("dcgan", 25, [-0.03, 0.04]),
+            row("dcgan", 50, [-0.09, -0.01]), row("dcgan", 147, None, status="failed"),
+            row("stylegan", 10, [-0.02, 0.05])]
+    assert regime.sentences(rows) == [
+        "dcgan: against class weighting, by minority training images, the validation-chosen "
+        "synthetic configuration helped at 10; hurt at 50; could not be told apart from it at 25 "
+        "(no difference larger than 7.1 points of balanced accuracy detectable at 80% power); "
+        "the run failed at 147.",
+        "stylegan: against class weighting, by minority training images, the validation-chosen "
+        "synthetic configuration could not be told apart from it at 10 (no difference larger "
+        "than 7.1 points of balanced accuracy detectable at 80% power)."]
