@@ -286,7 +286,7 @@ def test_gan_variants_take_best_scored_or_first_drawn_images() -> None:
     best = pool.take({1: 2})
     assert pool.draw[best].tolist() == [1, 3]
     np.testing.assert_array_equal(added(gan), pool.images[best])
-    np.testing.assert_array_equal(added(rnd), pool.images[pool.take({1: 2}, selected=False)])
+    np.testing.assert_array_equal(added(rnd), pool.images[pool.take({1: 2}, by="draw")])
     assert gan.labels[len(train.labels):].tolist() == [1, 1]
 
 

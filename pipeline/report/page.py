@@ -35,6 +35,11 @@ VARIANT_WORDS = {
     "gan_random": "the same share of synthetic images, taken without selection",
     "gan_class_weight": "real + synthetic images, with class weights",
     "gan_pretrain": "first trained on synthetic images only, then on the real ones",
+    "gan_real": "the same share of synthetic images, those a real-vs-synthetic classifier found "
+                "most real-looking first",
+    "gan_mix": "every class, the largest too, gets synthetic images (r times its own count), with "
+               "class weights: being synthetic says nothing about the class",
+    "gan_downweight": "real + synthetic images, each synthetic one counting less in the loss",
 }
 
 
