@@ -42,9 +42,11 @@ Classifier = Callable[[int], Any]  # seed -> an unfitted scikit-learn classifier
 
 
 def pixel_classifier(seed: int) -> Any:
+    # min_samples_leaf 5 (not sklearn's 20): a rare class has a few dozen images, and a tree that
+    # cannot split answers a constant, which would read as "indistinguishable"
     return HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, max_leaf_nodes=15,
-                                          early_stopping=False, class_weight="balanced",
-                                          random_state=seed)
+                                          min_samples_leaf=5, early_stopping=False,
+                                          class_weight="balanced", random_state=seed)
 
 
 def feature_classifier(seed: int) -> Any:
@@ -77,6 +79,9 @@ def two_sample_auc(real_fit: np.ndarray, synth: np.ndarray, real_held: np.ndarra
                                  np.r_[np.zeros(len(real_fit)), np.ones(len(fit))])
     p_real = model.predict_proba(real_held)[:, 1]  # (R,) probability of "synthetic"
     p_synth = model.predict_proba(held)[:, 1]  # (S,)
+    if np.ptp(np.r_[p_real, p_synth]) == 0:  # learned nothing: no evidence, not "identical"
+        return {"measured": False, **n, "reason": "the classifier gave every image the same "
+                "score (too few images to learn from)"}
     return {"measured": True, **n, "auc": auc(p_real, p_synth),
             "auc_ci95": _boot_ci(p_real, p_synth, rng, n_boot)}
 
