@@ -93,7 +93,7 @@ def print_protocol(out: dict, y_test: np.ndarray, n_boot: int, seed: int) -> dic
     results = comparison.variants
     minority = next(iter(results.values())).metrics["minority_class"]
     draws = bootstrap_draws(results, y_test, minority=minority, n_boot=n_boot, seed=seed)
-    print(f"\n| variant | val bal. acc | test bal. acc | minority recall | Δ bal. acc vs real "
+    print("\n| variant | val bal. acc | test bal. acc | minority recall | Δ bal. acc vs real "
           "| Δ recall vs real | Δ bal. acc vs class_weight | Δ recall vs class_weight |")
     print("|---|---|---|---|---|---|---|---|")
     rows = {}

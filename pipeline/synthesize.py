@@ -96,7 +96,7 @@ def synthesize(
 ) -> Synthesis:
     """Draw `plan[c]` audited candidates of each class c and score them (see the module doc)."""
     n_classes = len(plan)
-    lut = grey_level_lut(train_images)
+    levels = grey_levels(train_images)
     need = np.array([plan[c] for c in range(n_classes)], dtype=np.int64)
     train_f = embed(extractor, train_images, device=device)
     val_f = embed(extractor, val_images, device=device)
@@ -115,9 +115,7 @@ def synthesize(
         labels = np.repeat(np.arange(n_classes), need)
         seeds = next_seed + np.arange(len(labels), dtype=np.int64)
         next_seed += len(labels)
-        images = synthesizer.sample(labels, seeds, batch_size=batch_size)
-        if lut is not None:
-            images = lut[images]
+        images = quantize(synthesizer.sample(labels, seeds, batch_size=batch_size), levels)
         feats = embed(extractor, images, device=device)
         if first_audit is None:
             first_audit = memorization_audit(feats, train_f, val_f)
@@ -162,21 +160,28 @@ def synthesize(
         "rejected_quality_gate": gated_n,
         "median_nearest_train_distance_synthetic": float(np.median(first_audit.distances)),
         "median_nearest_train_distance_val": float(np.median(first_audit.test_distances)),
-        "score": score, "grey_levels_quantized_to": None if lut is None else len(np.unique(lut)),
+        "score": score, "grey_levels": levels,
     })
 
 
-def grey_level_lut(train_images: np.ndarray) -> np.ndarray | None:
-    """(256,) uint8 map of every value to the nearest grey level the real images use, or None
-    when they use more than QUANTIZE_LEVELS (then quantising would change nothing visible).
-    >>> grey_level_lut(np.array([0, 16, 255], np.uint8))[[0, 7, 9, 200]].tolist()
+def grey_levels(train_images: np.ndarray) -> list[int] | None:
+    """The grey levels the real images use, when there are at most QUANTIZE_LEVELS of them (the
+    digits: 17); None otherwise (quantising would change nothing visible)."""
+    levels = np.unique(train_images)
+    return [int(v) for v in levels] if len(levels) <= QUANTIZE_LEVELS else None
+
+
+def quantize(images: np.ndarray, levels: list[int] | None) -> np.ndarray:
+    """Every pixel to the nearest of `levels` (unchanged when None). A manifest row re-draws as
+    quantize(sample(label, seed), generate.json's grey_levels).
+    >>> quantize(np.array([0, 7, 9, 200], np.uint8), [0, 16, 255]).tolist()
     [0, 0, 16, 255]
     """
-    levels = np.unique(train_images)
-    if len(levels) > QUANTIZE_LEVELS:
-        return None
-    nearest = np.abs(np.arange(256)[:, None] - levels[None, :].astype(np.int64)).argmin(axis=1)
-    return levels[nearest].astype(np.uint8)
+    if levels is None:
+        return images
+    lv = np.asarray(levels, dtype=np.int64)
+    lut = lv[np.abs(np.arange(256)[:, None] - lv[None, :]).argmin(axis=1)].astype(np.uint8)
+    return lut[images]
 
 
 def shortcut_counts(pool: SyntheticPool, train_labels: np.ndarray, n_classes: int

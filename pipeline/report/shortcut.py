@@ -58,14 +58,19 @@ def _cells(tests: Mapping[str, Any]) -> str:
 
 def class_sentence(generate: Mapping[str, Any], c: int, names: Sequence[str]) -> str:
     auc, reason = class_auc(generate, c)
-    name = class_label(c, names)
+    name, plain = class_label(c, names), _plain(c, names)
     if auc is None:
         return f"Class {name}: cannot tell ({reason})."
     if auc >= SHORTCUT_AUC:
         return (f"Class {name}: AUC {f3(auc)}: a classifier can learn to spot your synthetic "
-                f"{name} images; it may use that instead of the anatomy.")
+                f"{plain} images; it may use that instead of the anatomy.")
     return (f"Class {name}: AUC {f3(auc)}: a classifier finds it hard to tell the synthetic "
-            f"{name} images from real ones (0.5 = not at all).")
+            f"{plain} images from real ones (0.5 = not at all).")
+
+
+def _plain(c: int | None, names: Sequence[str]) -> str:
+    """A class name to use inside a sentence, unquoted."""
+    return names[c] if c is not None and 0 <= c < len(names) else f"class {c}"
 
 
 def shortcut_guard(evaluate: Mapping[str, Mapping[str, Any]], generate: Mapping[str, Any],
@@ -82,7 +87,7 @@ def shortcut_guard(evaluate: Mapping[str, Mapping[str, Any]], generate: Mapping[
     if not worse:
         return ""
     c = minority_class(evaluate)
-    name = class_label(c, names)
+    name = _plain(c, names)
     auc, reason = class_auc(generate, c)
     text = (f"{join(worse)} lowered the recall of the minority class {name} below no balancing "
             f"at all (real: {f3(floor)}). ")
