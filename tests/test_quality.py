@@ -365,8 +365,8 @@ def test_scores_rank_right_class_images_above_wrong_class_ones(extractor) -> Non
     right = {c: pool.images[(pool.labels == c) & ~wrong] for c in range(3)}
     n = {c: len(np.unique(x.reshape(len(x), -1), axis=0)) for c, x in right.items()}
     assert not wrong[pool.take(n)].any()
-    assert wrong[pool.take(PLAN, selected=False)].sum() == wrong.sum()  # the whole pool
-    np.testing.assert_array_equal(pool.draw[pool.take(n, selected=False)],
+    assert wrong[pool.take(PLAN, by="draw")].sum() == wrong.sum()  # the whole pool
+    np.testing.assert_array_equal(pool.draw[pool.take(n, by="draw")],
                                   np.concatenate([np.arange(n[c]) for c in range(3)]))
 
 
@@ -379,7 +379,7 @@ def test_the_pool_roundtrips_and_refuses_to_hand_out_more_than_it_has(tmp_path: 
     for name in ("images", "labels", "seeds", "scores", "draw"):
         np.testing.assert_array_equal(getattr(back, name), getattr(pool, name))
     assert back.take({0: 2, 1: 1}).tolist() == [1, 2, 4]  # best first, per class
-    assert back.take({0: 2, 1: 1}, selected=False).tolist() == [0, 1, 3]  # draw order
+    assert back.take({0: 2, 1: 1}, by="draw").tolist() == [0, 1, 3]  # draw order
     with pytest.raises(PipelineError, match="has 2 images of class 1, 3 were asked for"):
         back.take({1: 3})
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
@@ -396,8 +396,8 @@ def test_the_pool_hands_out_a_repeated_image_only_after_every_distinct_one() -> 
                          np.array([.9, .9, .9, .5, .4, .5, .1]), np.arange(7, dtype=np.int64))
     assert pool.take({0: 4}).tolist() == [0, 3, 4, 6]  # a, b, c, d: best first
     assert pool.take({0: 6}).tolist() == [0, 3, 4, 6, 1, 5]  # then the first repeats, best first
-    assert pool.take({0: 4}, selected=False).tolist() == [0, 3, 4, 6]  # draw order, same rule
-    assert pool.take({0: 7}, selected=False).tolist() == [0, 3, 4, 6, 1, 5, 2]
+    assert pool.take({0: 4}, by="draw").tolist() == [0, 3, 4, 6]  # draw order, same rule
+    assert pool.take({0: 7}, by="draw").tolist() == [0, 3, 4, 6, 1, 5, 2]
 
 
 def test_pool_plan_draws_a_class_balanced_pool() -> None:

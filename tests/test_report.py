@@ -94,7 +94,8 @@ def test_every_image_on_the_page_is_a_png_of_sensible_size(binary_report) -> Non
     assert {"figures/class_counts.png", "figures/gan_losses.png", "figures/recall.png",
             "figures/roc.png", "figures/balanced_accuracy.png", "figures/confusion.png",
             "figures/real_vs_synthetic.png", "figures/samples.png",
-            "figures/closest_pairs.png", "figures/selection.png"} == set(sources)
+            "figures/closest_pairs.png", "figures/selection.png",
+            "figures/shortcut.png"} == set(sources)
     for src in sources:
         width, height = png_size(page.parent / src)
         assert 300 <= width <= 2000 and 150 <= height <= 2000, (src, width, height)
