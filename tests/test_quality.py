@@ -314,6 +314,43 @@ def test_a_generator_that_only_copies_exhausts_the_rounds_with_a_pipeline_error(
     assert "generate.reject_memorized" in message and "\n" not in message
 
 
+def test_validation_copies_of_training_images_cannot_switch_the_audit_off(extractor) -> None:
+    """A tenth of the validation split are exact copies of training images (the chest X-ray case:
+    duplicates across the splits). Planted fault: the old audit, calibrated on every validation
+    image, put the threshold at 0 and flagged none of the generator's copies (rate 0.000)."""
+    val = TEST_X.copy()
+    val[[0, 7, 13]] = TRAIN_X[[0, 12, 22]]  # one of each class: 3 of 18
+    synth = synthesize(as_synthesizer(copier()), PLAN, seed=0, device=CPU, extractor=extractor,
+                       train_images=TRAIN_X, train_labels=TRAIN_Y, val_images=val,
+                       reject_memorized=False, quality_gate=0.0, batch_size=7)
+    assert synth.memorized.all() and synth.stats["memorization_rate"] == 1.0
+    assert synth.stats["memorization_threshold"] > 0
+    assert synth.stats["memorization_calibration_excluded"] == 3
+    assert synth.stats["memorization_threshold_source"] == "validation"
+    assert "memorization_warning" not in synth.stats
+
+
+def test_an_uncalibratable_audit_falls_back_flags_copies_and_warns(extractor) -> None:
+    """Every validation image is a training image: nothing can calibrate the threshold. The
+    fallback flags exact and near copies (one pixel changed), keeps fresh images, and the warning
+    reaches metrics/generate.json (stats) and the stage's printed lines. Planted fault: no
+    fallback (threshold 0, nothing flagged) or no warning."""
+    near = TRAIN_X.copy()
+    near[:, 0, 0, 0] ^= 1  # a near copy of every training image: one pixel one level off
+    G = Lookup(FRESH_X, FRESH_Y, alt=(near, TRAIN_Y))  # near copy where z[:, 0] > 0, else fresh
+    synth = synthesize(as_synthesizer(G), PLAN, seed=0, device=CPU, extractor=extractor,
+                       train_images=TRAIN_X, train_labels=TRAIN_Y, val_images=TRAIN_X[::3],
+                       reject_memorized=False, quality_gate=0.0, batch_size=7)
+    copied = first_latents(synth.seeds) > 0
+    assert copied.any() and (~copied).any()
+    np.testing.assert_array_equal(synth.memorized, copied)
+    assert synth.stats["memorization_threshold_source"] == "near-copy fallback"
+    assert "10 of 10 validation images are copies" in synth.stats["memorization_warning"]
+    line = synthesize_mod.done_line(synth, {"n_synthetic": 15, "counts_after": {}})
+    assert "(threshold: near-copy fallback)" in line
+    assert line.splitlines()[1].startswith("generate: WARNING: memorization audit: 10 of 10")
+
+
 # --- synthesize: quality gate ---------------------------------------------------------------------
 
 def test_the_quality_gate_rejects_images_of_the_wrong_class(extractor) -> None:
