@@ -351,6 +351,33 @@ def test_an_uncalibratable_audit_falls_back_flags_copies_and_warns(extractor) ->
     assert line.splitlines()[1].startswith("generate: WARNING: memorization audit: 10 of 10")
 
 
+def test_the_selection_score_caps_realism_at_one(extractor, monkeypatch: pytest.MonkeyPatch
+                                                ) -> None:
+    """score = p(intended class) x min(1, realism), with p and realism set by hand: realism 0.25
+    costs three quarters of the score, realism 1 and 4 cost nothing and gain nothing. Planted
+    faults: the cap dropped (4 x p: realism would outweigh the classifier), realism ignored
+    (p alone), or the two added."""
+    n = sum(PLAN.values())
+    realism = np.resize([0.25, 1.0, 4.0], n)  # per candidate, in draw order
+    p_class = np.resize([0.9, 0.5, 0.8, 0.6, 1.0], n)
+
+    def fake_proba(model, images, *, device):  # p of the intended class: p_class, in draw order
+        proba = np.zeros((len(images), 3))
+        proba[np.arange(len(images)), np.repeat(np.arange(3), [PLAN[c] for c in range(3)])] = \
+            p_class[:len(images)]
+        return proba
+
+    monkeypatch.setattr(synthesize_mod, "predict_proba", fake_proba)
+    monkeypatch.setattr(synthesize_mod, "_realism", lambda feats, labels, *a: realism)
+    synth = run_synthesize(Lookup(FRESH_X, FRESH_Y), PLAN, extractor, reject_memorized=False)
+    expected = p_class * np.minimum(1.0, realism)
+    assert synth.stats["rounds"] == 1  # one draw: the pool is the draw, grouped by class
+    np.testing.assert_allclose(synth.pool.scores, expected)  # already in class order
+    assert synth.pool.scores.max() <= 1.0
+    assert synth.pool.scores[0] == pytest.approx(0.9 * 0.25)  # off the manifold: 1/4 of p
+    assert synth.pool.scores[2] == pytest.approx(0.8)  # realism 4: p, not 4 x p
+
+
 # --- synthesize: quality gate ---------------------------------------------------------------------
 
 def test_the_quality_gate_rejects_images_of_the_wrong_class(extractor) -> None:
