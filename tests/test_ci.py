@@ -3,8 +3,11 @@ wherever apt-get can, and under CI=true the browser test fails instead of skippi
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -48,3 +51,15 @@ def test_with_chromium_the_browser_is_found(monkeypatch: pytest.MonkeyPatch) -> 
                         lambda name: "/usr/bin/chromium" if name == "chromium" else None)
     monkeypatch.setenv("CI", "true")
     assert test_report_browser.find_browser() == "/usr/bin/chromium"
+
+
+def test_pyproject_readme_and_the_interpreter_agree_on_the_python_version() -> None:
+    """Planted fault: pyproject saying >=3.10 while the tests need tomllib (3.11) and the README
+    says 3.11 (the issue's mismatch)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert project["project"]["requires-python"] == ">=3.11"
+    assert project["tool"]["ruff"]["target-version"] == "py311"
+    readme = (REPO / "README.md").read_text()
+    assert re.findall(r"Python (3\.\d+)", readme) == ["3.11"]
+    assert "Python 3.11 or newer" in readme
+    assert sys.version_info >= (3, 11)

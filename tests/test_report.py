@@ -300,7 +300,8 @@ def test_the_legend_explains_each_variant_family_once(tmp_path: Path,
 def test_the_report_templates_are_package_data() -> None:
     """Every non-Python file of pipeline/report is declared package data in pyproject.toml, so
     a non-editable install (a wheel) carries the page's skeleton, CSS and reading guide."""
-    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    import tomllib  # Python >= 3.11, as pyproject.toml requires
+
     patterns = tomllib.loads((REPO / "pyproject.toml").read_text())[
         "tool"]["setuptools"]["package-data"]["pipeline.report"]
     data = [p.name for p in (REPO / "pipeline/report").iterdir()
