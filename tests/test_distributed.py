@@ -8,6 +8,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -136,11 +137,23 @@ def test_evaluate_runs_on_two_processes_and_writes_one_set_of_metrics(torchrun_p
                       "--synthetic", "data/synthetic", "--plots", "plots/evaluate", "--metrics",
                       "metrics/evaluate.json")
     assert result.returncode == 0, result.stdout + result.stderr
-    m = json.loads((project / "metrics/evaluate.json").read_text())["variants"]
+    doc = json.loads((project / "metrics/evaluate.json").read_text())
+    m = doc["variants"]
     assert sorted(m) == ["gan@0.5", "gan@balance", "real"]
     assert (m["gan@0.5"]["n_synthetic"], m["gan@balance"]["n_synthetic"]) == (4, 16)
+    assert [m[v]["n_train"] for v in ("real", "gan@0.5", "gan@balance")] == [32, 36, 48]
+    # the whole test split is scored, not one rank's share (planted fault: test images sharded
+    # like training batches): 32 images in each confusion table, recalls in steps of 1/24, 1/8
+    assert doc["headline"]["n_test"] == 32
+    for name in m:
+        confusion = pd.read_csv(project / f"plots/evaluate/confusion_{name}.csv")
+        assert len(confusion) == 32 and sorted(confusion["actual"].value_counts()) == [8, 24]
     for res in m.values():
         assert 0.0 <= res["balanced_accuracy"] <= 1.0 and np.isfinite(res["roc_auc"])
+        recall = res["recall"]
+        for c, n in (("0", 24), ("1", 8)):
+            assert recall[c] * n == pytest.approx(round(recall[c] * n), abs=1e-9), (c, recall)
+        assert res["balanced_accuracy"] == pytest.approx((recall["0"] + recall["1"]) / 2)
     assert len(stage_runs(env, "evaluate")) == 1
 
 
