@@ -233,7 +233,8 @@ class GenerateConfig:
     count: int = 0
     ratio: float = 1.0
     # Memorization audit (always measured): a synthetic image closer (in feature space) to a
-    # training image than 99% of real test images are is "memorized"; true = draw a replacement.
+    # training image than 99% of real validation images are (or an exact or near copy of one)
+    # is "memorized"; true = draw a replacement.
     reject_memorized: bool = True
     # Quality gate: drop a synthetic image that the real-data classifier puts in another class with
     # at least this confidence, and draw a replacement (0 = off).

@@ -86,6 +86,7 @@ def evaluate_variants(
         settings, the seeds and the scored splits; pass one dict to several calls (e.g. one per
         synthetic pool) and the variants they share (the baselines) are trained once.
     """
+    # the rarest training class; among equally rare classes the lowest label (argmin's first)
     minority = int(np.argmin(np.bincount(train.labels, minlength=n_classes)))
     results: dict[str, VariantResult] = {}
     fitted = {} if fitted is None else fitted
@@ -139,9 +140,13 @@ def evaluate_variants(
 
 def select(results: dict[str, VariantResult]) -> dict[str, Any]:
     """The GAN configuration and the baseline (no synthetic images) with the highest validation
-    balanced accuracy; ties go to the one listed first. The test split plays no part."""
+    balanced accuracy; exact ties go to the one listed first (evaluate.variants' order), and a
+    variant whose validation metric is not finite (NaN) is never chosen (None if none is). The
+    test split plays no part."""
     def best(names: list[str]) -> str | None:
-        return max(names, key=lambda n: results[n].metrics[SELECT_BY]) if names else None
+        # max() keeps a NaN it meets first (nothing compares greater), so NaNs are left out
+        scored = [n for n in names if np.isfinite(results[n].metrics[SELECT_BY])]
+        return max(scored, key=lambda n: results[n].metrics[SELECT_BY]) if scored else None
 
     return {"gan": best([n for n, r in results.items() if r.metrics["synthetic"]]),
             "baseline": best([n for n, r in results.items() if not r.metrics["synthetic"]]),

@@ -122,7 +122,7 @@ def synthesize(
             first_draw, threshold = images, first_audit.threshold
             memorized = first_audit.memorized
         else:
-            memorized = nearest_distances(feats, train_f)[0] < threshold
+            memorized = first_audit.flag(nearest_distances(feats, train_f)[0])
         keep = ~memorized if reject_memorized else np.ones(len(labels), dtype=bool)
         proba = predict_proba(extractor, images, device=device)
         if quality_gate > 0:
@@ -160,7 +160,7 @@ def synthesize(
         "rejected_quality_gate": gated_n,
         "median_nearest_train_distance_synthetic": float(np.median(first_audit.distances)),
         "median_nearest_train_distance_val": float(np.median(first_audit.test_distances)),
-        "score": score, "grey_levels": levels,
+        "score": score, "grey_levels": levels, **first_audit.report(),
     })
 
 
@@ -259,9 +259,13 @@ def done_line(synth: Synthesis, metrics: dict[str, Any]) -> str:
     """The stage's last line on stdout: what was shipped from how large a pool, the class counts
     after balancing and the audit's rates."""
     rate = synth.stats.get("memorization_rate")
+    source = ("1st percentile of validation images" if synth.stats.get(
+        "memorization_threshold_source", "validation") == "validation" else "near-copy fallback")
     audit = "" if rate is None else (
-        f"; memorization rate {rate:.3f} (threshold: 1st percentile of validation images), "
+        f"; memorization rate {rate:.3f} (threshold: {source}), "
         f"acceptance rate {synth.stats['acceptance_rate']:.3f}")
+    warning = synth.stats.get("memorization_warning")
+    audit += f"\ngenerate: WARNING: {warning}" if warning else ""
     return (f"generate: {metrics['n_synthetic']} synthetic images shipped (best-scored of a pool "
             f"of {len(synth.pool.labels)}); counts after balancing {metrics['counts_after']}"
             f"{audit}")

@@ -314,6 +314,70 @@ def test_a_generator_that_only_copies_exhausts_the_rounds_with_a_pipeline_error(
     assert "generate.reject_memorized" in message and "\n" not in message
 
 
+def test_validation_copies_of_training_images_cannot_switch_the_audit_off(extractor) -> None:
+    """A tenth of the validation split are exact copies of training images (the chest X-ray case:
+    duplicates across the splits). Planted fault: the old audit, calibrated on every validation
+    image, put the threshold at 0 and flagged none of the generator's copies (rate 0.000)."""
+    val = TEST_X.copy()
+    val[[0, 7, 13]] = TRAIN_X[[0, 12, 22]]  # one of each class: 3 of 18
+    synth = synthesize(as_synthesizer(copier()), PLAN, seed=0, device=CPU, extractor=extractor,
+                       train_images=TRAIN_X, train_labels=TRAIN_Y, val_images=val,
+                       reject_memorized=False, quality_gate=0.0, batch_size=7)
+    assert synth.memorized.all() and synth.stats["memorization_rate"] == 1.0
+    assert synth.stats["memorization_threshold"] > 0
+    assert synth.stats["memorization_calibration_excluded"] == 3
+    assert synth.stats["memorization_threshold_source"] == "validation"
+    assert "memorization_warning" not in synth.stats
+
+
+def test_an_uncalibratable_audit_falls_back_flags_copies_and_warns(extractor) -> None:
+    """Every validation image is a training image: nothing can calibrate the threshold. The
+    fallback flags exact and near copies (one pixel changed), keeps fresh images, and the warning
+    reaches metrics/generate.json (stats) and the stage's printed lines. Planted fault: no
+    fallback (threshold 0, nothing flagged) or no warning."""
+    near = TRAIN_X.copy()
+    near[:, 0, 0, 0] ^= 1  # a near copy of every training image: one pixel one level off
+    G = Lookup(FRESH_X, FRESH_Y, alt=(near, TRAIN_Y))  # near copy where z[:, 0] > 0, else fresh
+    synth = synthesize(as_synthesizer(G), PLAN, seed=0, device=CPU, extractor=extractor,
+                       train_images=TRAIN_X, train_labels=TRAIN_Y, val_images=TRAIN_X[::3],
+                       reject_memorized=False, quality_gate=0.0, batch_size=7)
+    copied = first_latents(synth.seeds) > 0
+    assert copied.any() and (~copied).any()
+    np.testing.assert_array_equal(synth.memorized, copied)
+    assert synth.stats["memorization_threshold_source"] == "near-copy fallback"
+    assert "10 of 10 validation images are copies" in synth.stats["memorization_warning"]
+    line = synthesize_mod.done_line(synth, {"n_synthetic": 15, "counts_after": {}})
+    assert "(threshold: near-copy fallback)" in line
+    assert line.splitlines()[1].startswith("generate: WARNING: memorization audit: 10 of 10")
+
+
+def test_the_selection_score_caps_realism_at_one(extractor, monkeypatch: pytest.MonkeyPatch
+                                                ) -> None:
+    """score = p(intended class) x min(1, realism), with p and realism set by hand: realism 0.25
+    costs three quarters of the score, realism 1 and 4 cost nothing and gain nothing. Planted
+    faults: the cap dropped (4 x p: realism would outweigh the classifier), realism ignored
+    (p alone), or the two added."""
+    n = sum(PLAN.values())
+    realism = np.resize([0.25, 1.0, 4.0], n)  # per candidate, in draw order
+    p_class = np.resize([0.9, 0.5, 0.8, 0.6, 1.0], n)
+
+    def fake_proba(model, images, *, device):  # p of the intended class: p_class, in draw order
+        proba = np.zeros((len(images), 3))
+        proba[np.arange(len(images)), np.repeat(np.arange(3), [PLAN[c] for c in range(3)])] = \
+            p_class[:len(images)]
+        return proba
+
+    monkeypatch.setattr(synthesize_mod, "predict_proba", fake_proba)
+    monkeypatch.setattr(synthesize_mod, "_realism", lambda feats, labels, *a: realism)
+    synth = run_synthesize(Lookup(FRESH_X, FRESH_Y), PLAN, extractor, reject_memorized=False)
+    expected = p_class * np.minimum(1.0, realism)
+    assert synth.stats["rounds"] == 1  # one draw: the pool is the draw, grouped by class
+    np.testing.assert_allclose(synth.pool.scores, expected)  # already in class order
+    assert synth.pool.scores.max() <= 1.0
+    assert synth.pool.scores[0] == pytest.approx(0.9 * 0.25)  # off the manifold: 1/4 of p
+    assert synth.pool.scores[2] == pytest.approx(0.8)  # realism 4: p, not 4 x p
+
+
 # --- synthesize: quality gate ---------------------------------------------------------------------
 
 def test_the_quality_gate_rejects_images_of_the_wrong_class(extractor) -> None:

@@ -85,7 +85,8 @@ def _page_body(inputs: ReportInputs, names: Sequence[str], figs: Mapping[str, st
             original="figures/real_vs_synthetic_original.png")
             + _figure(figs, "samples", "Generator samples at the end of training.",
                       original="figures/samples_original.png")),
-        _section("Synthetic image quality and privacy", quality_table(inputs)
+        _section("Synthetic image quality and privacy", _audit_warning_html(inputs.generate)
+                 + quality_table(inputs)
                  + _figure(figs, "closest_pairs", "Top: the synthetic images closest to a real "
                            "training image (in feature space); bottom: that training image. "
                            "Near-identical pairs would be copies of patients' images.",
@@ -151,6 +152,15 @@ def _data_changes_html(prepare: Mapping[str, Any]) -> str:
     items = "".join(f"<li>{esc(c)}</li>" for c in changes)
     return (f'<div class="notice"><b>The pipeline changed the data before training</b>'
             f"<ul>{items}</ul></div>")
+
+
+def _audit_warning_html(generate: Mapping[str, Any]) -> str:
+    """generate's memorization audit could not calibrate its threshold: said, never small print."""
+    warning = generate.get("memorization_warning")
+    if not warning:
+        return ""
+    return (f'<div class="notice"><b>The memorization audit fell back to flagging copies only'
+            f"</b><p>{esc(warning)}</p></div>")
 
 
 def _legend_html(ev: Mapping[str, Any]) -> str:
