@@ -61,8 +61,8 @@ def main() -> None:
                              train_images=train.images, train_labels=train.labels,
                              val_images=val.images, val_labels=val.labels, seed=cfg.seed)
     print(f"stages: {', '.join(f'{k} {v:.0f} s' for k, v in out['times'].items())}; "
-          f"generate: score {cfg.generate.score}, grey levels quantised to "
-          f"{out['generate'].get('grey_levels_quantized_to')}\n")
+          f"generate: score {cfg.generate.score}, candidates quantised to "
+          f"{len(out['generate'].get('grey_levels') or []) or 'no'} grey levels\n")
     print_shortcut(short)
     result = {"shortcut": short, "generate": out["generate"]}
     if args.protocol:
