@@ -38,6 +38,7 @@ DiffAugmentName = Literal[tuple(AUGMENTS)]  # type: ignore[valid-type]
 AdaOpName = Literal[tuple(ADA_OPS)]  # type: ignore[valid-type]
 ClassifierName = Literal[tuple(CLASSIFIERS)]  # type: ignore[valid-type]
 VariantName = Literal[tuple(VARIANTS)]  # type: ignore[valid-type]
+ScoreName = Literal["typical", "real", "typical_real"]
 TargetName = Literal[tuple(TARGETS)]  # type: ignore[valid-type]
 SelectionName = Literal[tuple(SELECTION_RULES)]  # type: ignore[valid-type]
 # Safe for every modality the pipeline targets (pipeline/augment.py says which others are safe).
@@ -247,15 +248,21 @@ class GenerateConfig:
     count: int = 0
     ratio: float = 1.0
     # Memorization audit (always measured): a synthetic image closer (in feature space) to a
-    # training image than 99% of real test images are is "memorized"; true = draw a replacement.
+    # training image than 99% of real validation images are (or an exact or near copy of one)
+    # is "memorized"; true = draw a replacement.
     reject_memorized: bool = True
     # Quality gate: drop a synthetic image that the real-data classifier puts in another class with
     # at least this confidence, and draw a replacement (0 = off).
     quality_gate: float = 0.0
     # Sample selection: draw this many audited candidates per image shipped and keep the
-    # best-scored (pipeline/synthesize.py: real-data classifier probability x k-NN realism);
-    # 1 = no selection. The candidates form the pool that evaluate's share sweep draws from.
+    # best-scored; 1 = no selection. The candidates form the pool that evaluate's share sweep
+    # draws from. The score (pipeline/synthesize.py):
+    #   typical       real-data classifier probability x min(1, k-NN realism)
+    #   real          cross-fitted probability that a real-vs-synthetic classifier takes the
+    #                 image for real (pipeline/shortcut.py): selection by indistinguishability
+    #   typical_real  the product of the two
     candidates_per_image: int = 4
+    score: ScoreName = "typical"
     batch_size: int = 512
     device: str = "auto"
 
@@ -288,11 +295,17 @@ class EvaluateConfig:
     #   gan_random        the same share drawn without selection (the first audited draws)
     #   gan_class_weight  gan, with inverse-frequency weights of the combined counts
     #   gan_pretrain      pretrain on a class-balanced synthetic set, fine-tune on real
+    #   gan_real          gan, the share taken most-real-looking first (pipeline/shortcut.py)
+    #   gan_mix           label-free mixing: EVERY class, the majority too, gets r x its real
+    #                     count of synthetic images, with class weights for the real imbalance,
+    #                     so "looks synthetic" says nothing about the label (numeric r only)
+    #   gan_downweight    gan, each synthetic image weighted `synthetic_weight` in the loss
     variants: tuple[VariantName, ...] = DEFAULT_VARIANTS
     # gan, gan_random, gan_class_weight: one variant per entry; r adds r x its real count of
     # synthetic images to each class below the majority, capped at balance; `balance` fills up
     synthetic_ratios: tuple[float | Literal["balance"], ...] = (0.5, "balance")
     pretrain_fraction: float = 0.5  # gan_pretrain: share of `steps` spent on the synthetic set
+    synthetic_weight: float = 0.5  # gan_downweight: loss weight of a synthetic image (real = 1)
     augment: tuple[AugmentName, ...] = DEFAULT_AUGMENT  # classifier-side, every variant alike
     classifier: ClassifierName = "cnn"
     # How the GAN configuration and the baseline are chosen on validation (pipeline/selection.py):
@@ -318,6 +331,12 @@ class EvaluateConfig:
                "evaluate.synthetic_ratios", "has duplicates")
         _check(all(r == "balance" or r > 0 for r in self.synthetic_ratios),
                "evaluate.synthetic_ratios", "each must be > 0 or the word balance")
+        _check(0 < self.synthetic_weight <= 1, "evaluate.synthetic_weight",
+               "must be in (0, 1]: the loss weight of a synthetic image, a real one weighs 1")
+        _check("gan_mix" not in self.variants
+               or any(r != "balance" for r in self.synthetic_ratios), "evaluate.synthetic_ratios",
+               "needs a number (e.g. 0.5) for gan_mix, which gives every class r x its real "
+               "count; `balance` has no meaning there")
         _check(0 < self.pretrain_fraction < 1, "evaluate.pretrain_fraction",
                "must be in (0, 1): the rest of evaluate.steps fine-tunes on the real split")
         for key in ("steps", "width", "seeds"):

@@ -31,14 +31,20 @@ from pipeline.metrics import classification_metrics, confusion_table
 from pipeline.pool import SyntheticPool
 from pipeline.schema import as_flat_dict
 from pipeline.selection import SELECT_BY, SELECTION_RULES, select  # noqa: F401 (re-exported)
-from pipeline.variants import SHARED, VARIANTS, TrainingSet, Variant, ratio_text
+from pipeline.variants import NUMERIC_ONLY, SHARED, VARIANTS, TrainingSet, Variant, ratio_text
 
 
 
 def expand_variants(cfg: EvaluateConfig) -> list[Variant]:
-    """evaluate.variants x evaluate.synthetic_ratios for the share variants, in params order."""
-    return [Variant(base, r) for base in cfg.variants
-            for r in (cfg.synthetic_ratios if base in SHARED else (None,))]
+    """evaluate.variants x evaluate.synthetic_ratios for the share variants, in params order
+    (`balance` is skipped for gan_mix, which gives every class the same share)."""
+    def ratios(base: str) -> tuple:
+        if base not in SHARED:
+            return (None,)
+        return tuple(r for r in cfg.synthetic_ratios
+                     if not (base in NUMERIC_ONLY and r == "balance"))
+
+    return [Variant(base, r) for base in cfg.variants for r in ratios(base)]
 
 
 @dataclass
@@ -82,6 +88,7 @@ def evaluate_variants(
         settings, the seeds and the scored splits; pass one dict to several calls (e.g. one per
         synthetic pool) and the variants they share (the baselines) are trained once.
     """
+    # the rarest training class; among equally rare classes the lowest label (argmin's first)
     minority = int(np.argmin(np.bincount(train.labels, minlength=n_classes)))
     results: dict[str, VariantResult] = {}
     fitted = {} if fitted is None else fitted
@@ -89,7 +96,8 @@ def evaluate_variants(
     for split in (val, test):
         context.update(split.images.tobytes() + split.labels.tobytes())
     for v in expand_variants(cfg):
-        data = VARIANTS[v.base](train, pool, v, n_classes=n_classes, seed=seed)
+        data = VARIANTS[v.base](train, pool, v, n_classes=n_classes, seed=seed,
+                                synthetic_weight=cfg.synthetic_weight)
         key = _fingerprint(data) + context.hexdigest()
         if key not in fitted:  # e.g. gan_class_weight is gan when the synthetic set balances
             probas = [], []
@@ -97,7 +105,7 @@ def evaluate_variants(
                 model = train_classifier(
                     data.images, data.labels, cfg, n_classes=n_classes, seed=s, device=device,
                     class_weights=data.class_weights, augment=None if data.augment else (),
-                    pretrain=data.pretrain,
+                    pretrain=data.pretrain, sample_weights=data.sample_weights,
                     pretrain_steps=round(cfg.pretrain_fraction * cfg.steps), log=log_for(v.name, s),
                 )
                 for out, split in zip(probas, (val, test)):
@@ -146,6 +154,8 @@ def _fingerprint(data: TrainingSet) -> str:
     h.update(bytes([data.augment]))
     if data.pretrain is not None:
         h.update(b"pretrain" + data.pretrain[0].tobytes() + data.pretrain[1].tobytes())
+    if data.sample_weights is not None and not np.all(data.sample_weights == 1):
+        h.update(b"sample_weights" + np.asarray(data.sample_weights, np.float64).tobytes())
     w = data.class_weights
     present = np.bincount(data.labels, minlength=len(w)) > 0 if w is not None else None
     if w is not None and not np.allclose(w[present], w[present][0]):

@@ -35,8 +35,10 @@ SLOW_FIXTURES = {
     "process_results",  # test_stages_cli: every stage started as `python -m stages.<name>`
     "comparison",  # test_classify_evaluate: one evaluate run of every variant
     "binary_report",  # test_report: a whole report, every figure drawn
+    "marked_run",  # test_shortcut: generate's synthesize twice on a planted artifact
 }
 SLOW_TESTS = {  # file::test, every parametrisation
+    "test_remedies.py::test_a_near_zero_weight_makes_the_classifier_ignore_those_images",
     "test_report.py::test_ten_classes_without_mlflow",
     "test_report_stage.py::test_stage_writes_the_report_and_logs_it",
     "test_report.py::test_the_page_says_what_prepare_did_to_the_data_before_the_verdict",

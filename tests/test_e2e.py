@@ -24,6 +24,7 @@ from conftest import (
 )
 from report_fixtures import kv, png_size, section, table
 from pipeline.artifacts import file_sha256, load_split
+from pipeline.synthesize import quantize
 from pipeline.synthesizers.base import load_synthesizer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -131,10 +132,14 @@ def test_manifest_lets_each_synthetic_image_be_regenerated(pipeline: Pipeline) -
     sha = file_sha256(project / "models/generator.pt")
     assert set(manifest["checkpoint_sha256"]) == {sha}
     assert pipeline.json("metrics/generate.json")["checkpoint_sha256"] == sha
-    # any row, on its own: sample(label, seed) from the recorded checkpoint
+    # any row, on its own: sample(label, seed) from the recorded checkpoint, quantised to the
+    # digits' grey levels recorded in generate.json
     synthesizer = load_synthesizer(project / "models/generator.pt", device=torch.device("cpu"))
     rows = manifest.sample(5, random_state=0)
-    again = synthesizer.sample(rows["label"].to_numpy().copy(), rows["seed"].to_numpy().copy())
+    levels = pipeline.json("metrics/generate.json")["grey_levels"]
+    assert len(levels) == 17  # the digits' 0..16 scaled to 0..255
+    again = quantize(synthesizer.sample(rows["label"].to_numpy().copy(),
+                                        rows["seed"].to_numpy().copy()), levels)
     np.testing.assert_array_equal(again, images[rows["index"].to_numpy()])
 
 
@@ -486,7 +491,8 @@ def test_each_method_runs_through_the_whole_pipeline(method_run: Pipeline) -> No
     manifest = pd.read_csv(p.project / "data/synthetic/manifest.csv")
     synthesizer = load_synthesizer(p.project / "models/generator.pt", device=torch.device("cpu"))
     rows = manifest.sample(5, random_state=0)
-    again = synthesizer.sample(rows["label"].to_numpy().copy(), rows["seed"].to_numpy().copy())
+    again = quantize(synthesizer.sample(rows["label"].to_numpy().copy(),
+                                        rows["seed"].to_numpy().copy()), g["grey_levels"])
     np.testing.assert_array_equal(again, images[rows["index"].to_numpy()])
     if method == "cyclegan":  # each minority image is a translation of a majority training image
         _, train_labels = load_split(p.project / "data/prepared/train.npz")

@@ -9,6 +9,7 @@ Each reader records the images' native sizes, so the report can say what was res
 from __future__ import annotations
 
 import re
+import zipfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,7 +81,7 @@ def load_medmnist_source(data: DataConfig, cfg: PrepareConfig) -> RawDataset:
                 images.append(x if x.ndim == 4 else x[..., None])
                 labels.append(y.reshape(-1).astype(np.int64))
                 split.append(np.full(len(y), s))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # truncated, not a zip, ...
         raise PipelineError(f"{path}: not a readable .npz file ({e})") from None
     sizes: Counter[str] = Counter()
     for x in images:

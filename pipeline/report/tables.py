@@ -29,6 +29,10 @@ QUALITY_ROWS = [
     ("train_gan", "best_step", "generator kept: the training step with the lowest FID"),
     ("generate", "memorization_rate", "memorization rate: share of drawn synthetic images closer "
                                       "to a training image than 99% of real validation images are"),
+    ("generate", "memorization_threshold_source", "where the memorization threshold came from "
+                                                  "(validation, or the near-copy fallback)"),
+    ("generate", "memorization_calibration_excluded",
+     "validation images left out of the calibration as copies of training images"),
     ("generate", "memorization_rate_shipped", "memorization rate of the images shipped"),
     ("generate", "score_mean_shipped", "mean selection score of the images shipped (0-1: real-data "
                                        "classifier's confidence x realism)"),
