@@ -32,7 +32,8 @@ SELECT_BY = "val_balanced_accuracy"  # the validation metric every choice is mad
 # configurations: plain real + synthetic first, then the others; within one family the smaller
 # synthetic share first. Names not listed (new variants) come after, in params order.
 BASELINE_ORDER = ("real", "class_weight", "oversample", "smote", "real_noaug")
-SYNTHETIC_ORDER = ("gan", "gan_random", "gan_class_weight", "gan_pretrain")
+SYNTHETIC_ORDER = ("gan", "gan_random", "gan_real", "gan_class_weight", "gan_downweight", "gan_mix",
+                   "gan_pretrain")
 SELECTION_RULES = {
     "one_se": "the simplest variant (preference order) whose validation balanced accuracy is "
               "within one paired standard error of the best one's",
@@ -42,10 +43,12 @@ SELECTION_RULES = {
 
 def preference(name: str, metrics: dict[str, Any], position: int) -> tuple:
     """Sort key, simpler first: family rank, synthetic share (balance last), params position."""
-    base = metrics.get("variant", name)
+    # evaluate records the base variant and the share; else they are read off the name (gan@0.5)
+    named_base, _, named_ratio = name.partition("@")
+    base = metrics.get("variant", named_base)
     order = SYNTHETIC_ORDER if metrics.get("synthetic") else BASELINE_ORDER
     rank = order.index(base) if base in order else len(order)
-    ratio = metrics.get("synthetic_ratio")
+    ratio = metrics.get("synthetic_ratio", named_ratio or None)
     share = (np.inf if ratio == "balance" else float(ratio)) if ratio is not None else 0.0
     return rank, share, position
 
@@ -109,7 +112,7 @@ def _paired_se(results: dict[str, VariantResult], draws: Draws,
                 d = draws[a]["balanced_accuracy"] - draws[b]["balanced_accuracy"]
                 out[a, b] = float(np.nanstd(d)) if np.isfinite(d).any() else 0.0
                 continue
-            sa, sb = results[a].val_scores, results[b].val_scores
+            sa, sb = (getattr(results[n], "val_scores", None) for n in (a, b))
             if sa is not None and sb is not None and len(sa) > 1:
                 out[a, b] = float(np.std(sa - sb, ddof=1) / np.sqrt(len(sa)))
     return out
