@@ -34,7 +34,7 @@ from pipeline.selection import SELECTION_RULES
 
 
 def one_set(k: int, args: argparse.Namespace, splits: dict[str, Split], pool) -> dict:
-    cfg = config_with(args.set).evaluate
+    cfg = args.set_cfg.evaluate
     seed = k * cfg.seeds
     start = time.perf_counter()
     comparison = evaluate_variants(
@@ -73,14 +73,18 @@ def main() -> None:
     parser.add_argument("--prepared", type=Path, required=True, help="train/val/test.npz folder")
     parser.add_argument("--pool", type=Path, required=True, help="generate's pool.npz")
     parser.add_argument("--sets", type=int, default=5)
+    parser.add_argument("--first", type=int, default=0, help="first seed set (continue a run)")
     parser.add_argument("--out", type=Path, default=Path("selection_stability.jsonl"))
     parser.add_argument("--set", nargs="*", default=[], help="params overrides key=value")
     args = parser.parse_args()
     splits = {s: Split(*load_split(args.prepared / f"{s}.npz")) for s in ("train", "val", "test")}
     args.n_classes = int(max(s.labels.max() for s in splits.values())) + 1
     pool = load_pool(args.pool)
-    rows = []
-    for k in range(args.sets):
+    rows = [json.loads(line) for line in args.out.read_text().splitlines()
+            if json.loads(line)["set"] < args.first] if args.out.exists() else []
+    cfg = config_with(args.set)  # read once: params.yaml may change while this runs
+    args.set_cfg = cfg
+    for k in range(args.first, args.sets):
         rows.append(one_set(k, args, splits, pool))
         with args.out.open("a") as f:
             f.write(json.dumps(rows[-1]) + "\n")
