@@ -262,7 +262,7 @@ class GenerateConfig:
     #                 image for real (pipeline/shortcut.py): selection by indistinguishability
     #   typical_real  the product of the two
     candidates_per_image: int = 4
-    score: ScoreName = "typical"
+    score: ScoreName = "real"
     batch_size: int = 512
     device: str = "auto"
 
@@ -280,7 +280,7 @@ class GenerateConfig:
 
 # The training sets evaluate compares by default (pipeline/variants.py declares them all); the
 # gan* ones are evaluated once per `synthetic_ratios` entry, named e.g. gan@0.5.
-DEFAULT_VARIANTS = ("real", "class_weight", "oversample", "smote", "gan", "gan_pretrain")
+DEFAULT_VARIANTS = ("real", "class_weight", "oversample", "smote", "gan", "gan_mix", "gan_pretrain")
 
 
 @dataclass(frozen=True)
