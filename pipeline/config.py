@@ -24,6 +24,7 @@ from pipeline.models.classifier import CLASSIFIERS
 from pipeline.models.gan import GAN_ARCHS
 from pipeline.schema import FrozenDict, build
 from pipeline.schema import check as _check
+from pipeline.selection import SELECTION_RULES
 from pipeline.synthesizers.registry import METHODS
 from pipeline.variants import VARIANTS
 
@@ -39,8 +40,10 @@ ClassifierName = Literal[tuple(CLASSIFIERS)]  # type: ignore[valid-type]
 VariantName = Literal[tuple(VARIANTS)]  # type: ignore[valid-type]
 ScoreName = Literal["typical", "real", "typical_real"]
 TargetName = Literal[tuple(TARGETS)]  # type: ignore[valid-type]
+SelectionName = Literal[tuple(SELECTION_RULES)]  # type: ignore[valid-type]
 # Safe for every modality the pipeline targets (pipeline/augment.py says which others are safe).
 DEFAULT_AUGMENT = ("translate", "brightness", "contrast")
+MIN_KEEP_COUNT = 3  # prepare.keep_counts: the fewest training images a class may keep
 
 
 @dataclass(frozen=True)
@@ -81,9 +84,13 @@ class PrepareConfig:
     #   long_tail  class k (of K) keeps min_fraction ** (k / (K - 1)) of its images:
     #              class 0 keeps all, the last class keeps min_fraction
     #   fractions  class c keeps keep_fractions[c]; classes not listed keep all
-    imbalance: Literal["auto", "none", "long_tail", "fractions"] = "auto"
+    #   counts     class c keeps keep_counts[c] images (>= 3), a seeded nested subset: the 10
+    #              kept are among the 25 kept; classes not listed keep all (the regime study)
+    # A class is named by its label index or its name (data.classes, folder, CSV label).
+    imbalance: Literal["auto", "none", "long_tail", "fractions", "counts"] = "auto"
     min_fraction: float = 0.08
-    keep_fractions: FrozenDict[int, float] = field(default_factory=lambda: FrozenDict())
+    keep_fractions: FrozenDict[int | str, float] = field(default_factory=lambda: FrozenDict())
+    keep_counts: FrozenDict[int | str, int] = field(default_factory=lambda: FrozenDict())
     on_bad_image: Literal["fail", "skip"] = "fail"  # unreadable/truncated/empty image files
     drop_duplicates: bool = False  # drop training images whose exact copy is in val or test
 
@@ -95,6 +102,14 @@ class PrepareConfig:
         _check(0 < self.min_fraction <= 1, "prepare.min_fraction", "must be in (0, 1]")
         for c, f in self.keep_fractions.items():
             _check(0 < f <= 1, f"prepare.keep_fractions.{c}", "must be in (0, 1]")
+        for c, n in self.keep_counts.items():
+            _check(n >= MIN_KEEP_COUNT, f"prepare.keep_counts.{c}",
+                   f"must be >= {MIN_KEEP_COUNT} (class {c!r}: fewer images cannot train or "
+                   "be scored)")
+        if self.imbalance == "counts":
+            _check(len(self.keep_counts) > 0, "prepare.keep_counts",
+                   "must name at least one class when prepare.imbalance is counts, e.g. "
+                   "{malignant: 25}")
 
 
 @dataclass(frozen=True)
@@ -293,6 +308,10 @@ class EvaluateConfig:
     synthetic_weight: float = 0.5  # gan_downweight: loss weight of a synthetic image (real = 1)
     augment: tuple[AugmentName, ...] = DEFAULT_AUGMENT  # classifier-side, every variant alike
     classifier: ClassifierName = "cnn"
+    # How the GAN configuration and the baseline are chosen on validation (pipeline/selection.py):
+    #   one_se  the simplest variant within one paired standard error of the best (default)
+    #   max     the highest validation balanced accuracy
+    selection: SelectionName = "one_se"
     seeds: int = 3  # each variant is trained with seeds seed, seed+1, ...; metrics are seed means
     bootstrap: int = 1000  # resamples of the test set for the 95% intervals (0 = none)
     steps: int = 500  # optimizer steps per variant: the same budget whatever the training set size

@@ -30,9 +30,9 @@ from pipeline.config import EvaluateConfig
 from pipeline.metrics import classification_metrics, confusion_table
 from pipeline.pool import SyntheticPool
 from pipeline.schema import as_flat_dict
+from pipeline.selection import SELECT_BY, SELECTION_RULES, select  # noqa: F401 (re-exported)
 from pipeline.variants import NUMERIC_ONLY, SHARED, VARIANTS, TrainingSet, Variant, ratio_text
 
-SELECT_BY = "val_balanced_accuracy"  # the validation metric every choice is made on
 
 
 def expand_variants(cfg: EvaluateConfig) -> list[Variant]:
@@ -56,6 +56,8 @@ class VariantResult:
     train_counts: dict[int, int] = field(default_factory=dict)
     probas: np.ndarray | None = None  # (S, N, K) test probabilities per seed
     variant: Variant | None = None
+    val_probas: np.ndarray | None = None  # (S, M, K) validation probabilities: what choices see
+    val_scores: np.ndarray | None = None  # (S,) validation balanced accuracy per seed
 
 
 @dataclass
@@ -118,6 +120,8 @@ def evaluate_variants(
                          minority=minority)
         res.variant = v
         val_seeds = [_seed_metrics(p, val.labels, minority=minority) for p in val_probas]
+        res.val_probas = val_probas
+        res.val_scores = np.array([m["balanced_accuracy"] for m in val_seeds])
         for k in ("balanced_accuracy", "minority_recall", "roc_auc"):
             res.metrics[f"val_{k}"] = float(np.mean([m[k] for m in val_seeds]))
         res.metrics.update(variant=v.base, synthetic=v.synthetic,
@@ -126,7 +130,10 @@ def evaluate_variants(
                            if v.base in SHARED else 0,
                            n_pretrain=0 if data.pretrain is None else len(data.pretrain[1]))
         results[v.name] = res
-    comparison = Comparison(results, select(results))
+    # every choice is made here, from validation probabilities alone; test is scored below, once
+    val_draws = bootstrap_draws(results, val.labels, minority=minority, n_boot=cfg.bootstrap,
+                                seed=seed, split="val")
+    comparison = Comparison(results, select(results, rule=cfg.selection, draws=val_draws))
     draws = bootstrap_draws(results, test.labels, minority=minority, n_boot=cfg.bootstrap,
                             seed=seed)
     add_intervals(results, draws)
@@ -136,21 +143,6 @@ def evaluate_variants(
             res.metrics["vs_baseline"] = paired(results, draws, name, base)
     comparison.headline = headline(results, comparison.selection, draws, n_test=len(test.labels))
     return comparison
-
-
-def select(results: dict[str, VariantResult]) -> dict[str, Any]:
-    """The GAN configuration and the baseline (no synthetic images) with the highest validation
-    balanced accuracy; exact ties go to the one listed first (evaluate.variants' order), and a
-    variant whose validation metric is not finite (NaN) is never chosen (None if none is). The
-    test split plays no part."""
-    def best(names: list[str]) -> str | None:
-        # max() keeps a NaN it meets first (nothing compares greater), so NaNs are left out
-        scored = [n for n in names if np.isfinite(results[n].metrics[SELECT_BY])]
-        return max(scored, key=lambda n: results[n].metrics[SELECT_BY]) if scored else None
-
-    return {"gan": best([n for n, r in results.items() if r.metrics["synthetic"]]),
-            "baseline": best([n for n, r in results.items() if not r.metrics["synthetic"]]),
-            "by": SELECT_BY}
 
 
 def _fingerprint(data: TrainingSet) -> str:
@@ -226,22 +218,24 @@ Draws = dict[str, dict[str, np.ndarray]]  # variant -> metric -> (B,) bootstrap 
 
 def bootstrap_draws(
     results: dict[str, VariantResult], y_true: np.ndarray, *, minority: int, n_boot: int,
-    seed: int,
+    seed: int, split: str = "test",
 ) -> Draws:
-    """Seed-mean balanced accuracy and minority recall in each of `n_boot` resamples of the test
-    images and the seeds; the same resamples for every variant, so differences are paired.
-    Empty when n_boot is 0."""
+    """Seed-mean balanced accuracy and minority recall in each of `n_boot` resamples of the
+    `split` ("test" or "val") images and the seeds; the same resamples for every variant, so
+    differences are paired. Empty when n_boot is 0."""
     if n_boot == 0:
         return {}
-    n_seeds, n, n_classes = next(iter(results.values())).probas.shape
+    probas = {name: res.val_probas if split == "val" else res.probas
+              for name, res in results.items()}
+    n_seeds, n, n_classes = next(iter(probas.values())).shape
     rng = np.random.default_rng(seed)
     weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)  # (B, N) test resamples
     # Two-level bootstrap: seeds are resampled too, so the intervals cover training-seed noise
     # as well as test-set noise.
     picks = rng.integers(0, n_seeds, size=(n_boot, n_seeds))[:, :, None]  # (B, S, 1)
     draws = {}
-    for name, res in results.items():
-        recalls = bootstrap_recalls(res.probas.argmax(axis=2), y_true, weights, n_classes)
+    for name, p in probas.items():
+        recalls = bootstrap_recalls(p.argmax(axis=2), y_true, weights, n_classes)
         per_seed = np.nanmean(recalls, axis=2)  # (B, S) balanced accuracy, seeds as trained
         recalls = np.take_along_axis(recalls, picks, axis=1)  # (B, S, K)
         draws[name] = {"balanced_accuracy": np.nanmean(recalls, axis=2).mean(axis=1),
@@ -263,20 +257,29 @@ def paired(results: dict[str, VariantResult], draws: Draws, a: str, b: str) -> d
     return out
 
 
+# Every variant is also compared (paired) with these, when evaluated: no balancing, and the
+# baseline synthetic images have to beat (bench/regime.py plots both).
+REFERENCES = ("real", "class_weight")
+
+
 def add_intervals(results: dict[str, VariantResult], draws: Draws) -> None:
     """95% percentile intervals of each variant's balanced accuracy and minority recall, and of
-    their paired differences against `real`."""
+    their paired differences against each of REFERENCES (`vs_real`, `vs_class_weight`)."""
     if not draws:
         return
     for name, res in results.items():
         for key in ("balanced_accuracy", "minority_recall"):
             res.metrics[f"{key}_ci95"] = _ci(draws[name][key])
-        if name != "real" and "real" in results:
-            res.metrics["vs_real"] = paired(results, draws, name, "real")
+        for ref in REFERENCES:
+            if name != ref and ref in results:
+                res.metrics[f"vs_{ref}"] = paired(results, draws, name, ref)
 
 
 # The smallest difference in balanced accuracy the headline should be able to resolve.
 RESOLVE = 0.02
+# Minimum detectable difference at 80% power, two-sided alpha 0.05: a true difference of
+# (z_0.975 + z_0.80) x SE gives an estimate beyond 1.96 SE (a CI excluding 0) 80% of the time.
+POWER_Z = 1.959964 + 0.841621
 
 
 def headline(results: dict[str, VariantResult], selection: dict[str, Any], draws: Draws, *,
@@ -297,7 +300,21 @@ def headline(results: dict[str, VariantResult], selection: dict[str, Any], draws
         out["balanced_accuracy_delta_ci95_width"] = ci[1] - ci[0]
         out["balanced_accuracy_delta_ci95_width_test_only"] = hi - lo
         out["resolves_2_points"] = bool(ci[1] - ci[0] <= 2 * RESOLVE)
+        out.update(minimum_detectable(draws[gan]["balanced_accuracy"]
+                                      - draws[base]["balanced_accuracy"]))
+    out["selection_rule"] = selection.get("rule")
     return out
+
+
+def minimum_detectable(delta_draws: np.ndarray) -> dict[str, float]:
+    """The paired bootstrap SE of a balanced-accuracy difference and the smallest true difference
+    this test split and seed count detect at 80% power (two-sided 5%): POWER_Z x SE, about 2.8 SE.
+    >>> minimum_detectable(np.array([-0.01, 0.01]))
+    {'balanced_accuracy_delta_se': 0.01, 'balanced_accuracy_mdd80': 0.028016}
+    """
+    se = float(np.nanstd(delta_draws))
+    return {"balanced_accuracy_delta_se": se,
+            "balanced_accuracy_mdd80": round(POWER_Z * se, 6)}
 
 
 def _ci(values: np.ndarray) -> list[float]:
@@ -356,5 +373,17 @@ def summary_lines(comparison: Comparison) -> list[str]:
         ci = h.get("balanced_accuracy_delta_ci95", [float("nan")] * 2)
         lines.append(f"evaluate: chosen on validation: {h['gan']} vs {h['baseline']}: test "
                      f"balanced accuracy {h['balanced_accuracy_delta']:+.3f} [{ci[0]:+.3f}, "
-                     f"{ci[1]:+.3f}], ROC AUC {h['roc_auc_delta']:+.3f}")
+                     f"{ci[1]:+.3f}], ROC AUC {h['roc_auc_delta']:+.3f}"
+                     + _rule_note(comparison.selection, h))
     return lines
+
+
+def _rule_note(selection: dict[str, Any], h: dict[str, Any]) -> str:
+    """The rule, how often it picks the same pair in validation resamples, and the power."""
+    note = f" | rule {selection.get('rule')}"
+    stable = (selection.get("stability") or {}).get(selection.get("rule"))
+    if stable is not None:
+        note += f", same pair in {100 * stable:.0f}% of validation resamples"
+    if "balanced_accuracy_mdd80" in h:
+        note += f" | detectable at 80% power: {h['balanced_accuracy_mdd80']:.3f}"
+    return note

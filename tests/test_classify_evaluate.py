@@ -182,8 +182,12 @@ def test_selection_uses_validation_and_the_headline_is_the_paired_test_differenc
     val = {n: r.metrics["val_balanced_accuracy"] for n, r in results.items()}
     gans = [n for n in EXPANDED if results[n].metrics["synthetic"]]
     others = [n for n in EXPANDED if n not in gans]
-    assert sel == {"gan": max(gans, key=val.get), "baseline": max(others, key=val.get),
-                   "by": "val_balanced_accuracy"}
+    assert sel["highest"] == {"gan": max(gans, key=val.get), "baseline": max(others, key=val.get)}
+    assert (sel["by"], sel["rule"]) == ("val_balanced_accuracy", "one_se")
+    for group in ("gan", "baseline"):  # one_se keeps a simpler variant only when close to the best
+        assert val[sel[group]] <= val[sel["highest"][group]]
+    assert all(0 <= v <= 1 for v in sel["stability"].values())
+    assert set(sel["stability"]) == {"one_se", "max"}
     g, b = results[sel["gan"]].metrics, results[sel["baseline"]].metrics
     assert (h["gan"], h["baseline"]) == (sel["gan"], sel["baseline"])
     assert h["balanced_accuracy_delta"] == pytest.approx(
@@ -360,6 +364,6 @@ def test_only_the_listed_variants_run() -> None:
     m = result.variants["gan@balance"].metrics
     assert m["n_train"] == 12 and m["n_synthetic"] == 0  # balanced already: real images only
     assert "balanced_accuracy_ci95" in m
-    assert result.selection == {"gan": "gan@balance", "baseline": None,
-                                "by": "val_balanced_accuracy"}
+    assert {k: result.selection[k] for k in ("gan", "baseline", "by")} == {
+        "gan": "gan@balance", "baseline": None, "by": "val_balanced_accuracy"}
     assert result.headline == {}  # nothing to compare with

@@ -210,9 +210,13 @@ def test_evaluate_scores_every_variant(pipeline: Pipeline) -> None:
     val = {v: res["val_balanced_accuracy"] for v, res in m.items()}
     gans = [v for v in m if m[v]["synthetic"]]
     assert sorted(gans) == ["gan@0.5", "gan@balance", "gan_pretrain"]
-    assert doc["selection"] == {"gan": max(gans, key=val.get),
-                                "baseline": max((v for v in m if v not in gans), key=val.get),
-                                "by": "val_balanced_accuracy"}
+    sel = doc["selection"]
+    assert sel["highest"] == {"gan": max(gans, key=val.get),
+                              "baseline": max((v for v in m if v not in gans), key=val.get)}
+    assert (sel["by"], sel["rule"]) == ("val_balanced_accuracy", "one_se")
+    for group in ("gan", "baseline"):  # one_se: the simplest within one SE of the highest
+        assert val[sel[group]] <= val[sel["highest"][group]]
+    assert 0 <= sel["stability"]["one_se"] <= 1
     h = doc["headline"]
     assert (h["gan"], h["baseline"]) == (doc["selection"]["gan"], doc["selection"]["baseline"])
     assert h["balanced_accuracy_delta"] == pytest.approx(

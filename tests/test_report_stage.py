@@ -34,7 +34,7 @@ def fake_tracking(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     seen: dict[str, Any] = {"runs": [], "table": pd.DataFrame()}
 
     @contextlib.contextmanager
-    def stage_run(stage: str, *, params_digest: str, root: str | Path = "."):
+    def stage_run(stage: str, *, params_digest: str, root: str | Path = ".", tags=None):
         run = FakeRun()
         seen["runs"].append((stage, params_digest, run))
         yield run

@@ -111,8 +111,21 @@ def selection_html(selection: Mapping[str, Any]) -> str:
         return ""
     return (f"<p>Chosen by <code>{esc(str(selection.get('by')))}</code> on the validation split: "
             f"GAN configuration <b>{esc(str(selection.get('gan')))}</b>, baseline "
-            f"<b>{esc(str(selection.get('baseline')))}</b>. The test columns below are reported, "
-            "never used to choose.</p>")
+            f"<b>{esc(str(selection.get('baseline')))}</b>{_rule_text(selection)}. The test "
+            "columns below are reported, never used to choose.</p>")
+
+
+def _rule_text(selection: Mapping[str, Any]) -> str:
+    """The selection rule and how often it picks the same pair in validation resamples."""
+    rule, stable = selection.get("rule"), (selection.get("stability") or {}).get(
+        selection.get("rule"))
+    if not rule:
+        return ""
+    text = f", by the <code>{esc(str(rule))}</code> rule ({esc(str(selection.get('rule_text')))})"
+    if is_number(stable):
+        text += (f"; the same pair in {100 * stable:.0f}% of "
+                 f"{selection.get('stability_resamples')} validation resamples")
+    return text
 
 
 def variant_tables(ev: Mapping[str, Mapping[str, Any]]) -> str:
