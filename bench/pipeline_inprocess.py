@@ -71,7 +71,7 @@ def run(cfg: Config, device: torch.device) -> dict[str, object]:
                        extractor=extractor, train_images=train.images, train_labels=train.labels,
                        val_images=val.images, reject_memorized=cfg.generate.reject_memorized,
                        quality_gate=cfg.generate.quality_gate,
-                       batch_size=cfg.generate.batch_size)
+                       batch_size=cfg.generate.batch_size, score=cfg.generate.score)
     times["generate"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -80,7 +80,8 @@ def run(cfg: Config, device: torch.device) -> dict[str, object]:
     times["evaluate"] = time.perf_counter() - t
     return {"times": times, "metrics": comparison.as_json()["variants"],
             "comparison": comparison, "quality": result.best, "generate": synth.stats,
-            "pool": synth.pool}
+            "pool": synth.pool, "synth": synth, "extractor": extractor,
+            "splits": (train, val, test)}
 
 
 def main() -> None:

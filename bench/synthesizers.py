@@ -249,8 +249,8 @@ def protocol_main(args) -> None:
             continue
         t = time.perf_counter()
         synth = synthesize(load_synthesizer(path, device=device), candidates, seed=cfg.seed,
-                           device=device, extractor=extractor, train_images=train.images,
-                           train_labels=train.labels, val_images=val.images,
+                           score=cfg.generate.score, device=device, extractor=extractor,
+                           train_images=train.images, train_labels=train.labels, val_images=val.images,
                            reject_memorized=cfg.generate.reject_memorized,
                            quality_gate=cfg.generate.quality_gate,
                            batch_size=cfg.generate.batch_size)

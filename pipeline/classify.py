@@ -25,7 +25,7 @@ def train_classifier(
     n_classes: int, seed: int, device: torch.device, class_weights: np.ndarray | None = None,
     augment: Sequence[str] | None = None,
     pretrain: tuple[np.ndarray, np.ndarray] | None = None, pretrain_steps: int = 0,
-    log: LogFn = lambda metrics, step: None,
+    sample_weights: np.ndarray | None = None, log: LogFn = lambda metrics, step: None,
 ) -> nn.Module:
     """AdamW + cosine decay for exactly `cfg.steps` minibatches, reshuffling every epoch.
 
@@ -33,7 +33,9 @@ def train_classifier(
     `augment` (default `cfg.augment`) names the classifier-side augmentations applied to every
     batch (pipeline/augment.py). With `pretrain` (images, labels), the first `pretrain_steps` of
     the same schedule train on that set (unweighted), the rest on `images`: the total number of
-    optimizer steps stays `cfg.steps`. Under torchrun the model is wrapped in
+    optimizer steps stays `cfg.steps`. `sample_weights` (N,) weight each image of `images` in
+    the loss on top of its class weight (a weighted mean over the batch, as cross-entropy's
+    class weights are). Under torchrun the model is wrapped in
     DistributedDataParallel and every rank trains on its share of each global minibatch (the same
     shuffled order on all ranks, rank r takes rows r, r+N, ...).
     """
@@ -55,16 +57,24 @@ def train_classifier(
                             fused=True if device.type == "cuda" else None)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
     model.train()
-    phases = [(pretrain, min(pretrain_steps, cfg.steps), None)] if pretrain is not None else []
-    phases.append(((images, labels), cfg.steps - sum(n for _, n, _ in phases), weight))
+    phases = ([(pretrain, min(pretrain_steps, cfg.steps), None, None)]
+              if pretrain is not None else [])
+    phases.append(((images, labels), cfg.steps - sum(p[1] for p in phases), weight,
+                   sample_weights))
     step, running = 0, 0.0
-    for (x_np, y_np), n_steps, phase_weight in phases:
-        batches = _batches(x_np, y_np, cfg.batch_size, device=device, gen=gen, world=world)
+    for (x_np, y_np), n_steps, phase_weight, phase_sw in phases:
+        batches = _batches(x_np, y_np, cfg.batch_size, device=device, gen=gen, world=world,
+                           weights=phase_sw)
         for _ in range(n_steps):
             step += 1
-            x, y = next(batches)
-            loss = F.cross_entropy(trained(augment_batch(x, augment, aug_gen)), y,
-                                   weight=phase_weight)
+            x, y, w = next(batches)
+            logits = trained(augment_batch(x, augment, aug_gen))
+            if w is None:
+                loss = F.cross_entropy(logits, y, weight=phase_weight)
+            else:  # per-image weights: sum(w_i cw_y ce_i) / sum(w_i cw_y)
+                ce = F.cross_entropy(logits, y, weight=phase_weight, reduction="none")
+                cw = phase_weight[y] if phase_weight is not None else torch.ones_like(w)
+                loss = (w * ce).sum() / (w * cw).sum().clamp_min(1e-12)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -79,12 +89,13 @@ def train_classifier(
 
 def _batches(
     images: np.ndarray, labels: np.ndarray, batch_size: int, *, device: torch.device,
-    gen: torch.Generator, world: Dist,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless minibatches in [-1, 1] (this rank's share), reshuffled every epoch; the data stays
-    resident on `device` as uint8."""
+    gen: torch.Generator, world: Dist, weights: np.ndarray | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """Endless minibatches (images in [-1, 1], labels, per-image weights or None), this rank's
+    share, reshuffled every epoch; the data stays resident on `device` as uint8."""
     data = torch.from_numpy(images).to(device)  # uint8 (N, H, W, C)
     targets = torch.from_numpy(labels).to(device)
+    w = None if weights is None else torch.as_tensor(weights, dtype=torch.float32, device=device)
     batch = min(batch_size, len(data))
     if world.world_size > 1:  # the global batch, rounded down to split evenly over the ranks
         batch = max(world.world_size, batch - batch % world.world_size)
@@ -94,7 +105,7 @@ def _batches(
             order, pos = torch.randperm(len(data), device=device, generator=gen), 0
         idx = order[pos : pos + batch][world.rank :: world.world_size]
         pos += batch
-        yield to_unit(data[idx]), targets[idx]
+        yield to_unit(data[idx]), targets[idx], None if w is None else w[idx]
 
 
 @torch.no_grad()

@@ -24,6 +24,7 @@ from pipeline.models.classifier import CLASSIFIERS
 from pipeline.models.gan import GAN_ARCHS
 from pipeline.schema import FrozenDict, build
 from pipeline.schema import check as _check
+from pipeline.selection import SELECTION_RULES
 from pipeline.synthesizers.registry import METHODS
 from pipeline.variants import VARIANTS
 
@@ -37,9 +38,12 @@ DiffAugmentName = Literal[tuple(AUGMENTS)]  # type: ignore[valid-type]
 AdaOpName = Literal[tuple(ADA_OPS)]  # type: ignore[valid-type]
 ClassifierName = Literal[tuple(CLASSIFIERS)]  # type: ignore[valid-type]
 VariantName = Literal[tuple(VARIANTS)]  # type: ignore[valid-type]
+ScoreName = Literal["typical", "real", "typical_real"]
 TargetName = Literal[tuple(TARGETS)]  # type: ignore[valid-type]
+SelectionName = Literal[tuple(SELECTION_RULES)]  # type: ignore[valid-type]
 # Safe for every modality the pipeline targets (pipeline/augment.py says which others are safe).
 DEFAULT_AUGMENT = ("translate", "brightness", "contrast")
+MIN_KEEP_COUNT = 3  # prepare.keep_counts: the fewest training images a class may keep
 
 
 @dataclass(frozen=True)
@@ -80,9 +84,13 @@ class PrepareConfig:
     #   long_tail  class k (of K) keeps min_fraction ** (k / (K - 1)) of its images:
     #              class 0 keeps all, the last class keeps min_fraction
     #   fractions  class c keeps keep_fractions[c]; classes not listed keep all
-    imbalance: Literal["auto", "none", "long_tail", "fractions"] = "auto"
+    #   counts     class c keeps keep_counts[c] images (>= 3), a seeded nested subset: the 10
+    #              kept are among the 25 kept; classes not listed keep all (the regime study)
+    # A class is named by its label index or its name (data.classes, folder, CSV label).
+    imbalance: Literal["auto", "none", "long_tail", "fractions", "counts"] = "auto"
     min_fraction: float = 0.08
-    keep_fractions: FrozenDict[int, float] = field(default_factory=lambda: FrozenDict())
+    keep_fractions: FrozenDict[int | str, float] = field(default_factory=lambda: FrozenDict())
+    keep_counts: FrozenDict[int | str, int] = field(default_factory=lambda: FrozenDict())
     on_bad_image: Literal["fail", "skip"] = "fail"  # unreadable/truncated/empty image files
     drop_duplicates: bool = False  # drop training images whose exact copy is in val or test
 
@@ -94,6 +102,14 @@ class PrepareConfig:
         _check(0 < self.min_fraction <= 1, "prepare.min_fraction", "must be in (0, 1]")
         for c, f in self.keep_fractions.items():
             _check(0 < f <= 1, f"prepare.keep_fractions.{c}", "must be in (0, 1]")
+        for c, n in self.keep_counts.items():
+            _check(n >= MIN_KEEP_COUNT, f"prepare.keep_counts.{c}",
+                   f"must be >= {MIN_KEEP_COUNT} (class {c!r}: fewer images cannot train or "
+                   "be scored)")
+        if self.imbalance == "counts":
+            _check(len(self.keep_counts) > 0, "prepare.keep_counts",
+                   "must name at least one class when prepare.imbalance is counts, e.g. "
+                   "{malignant: 25}")
 
 
 @dataclass(frozen=True)
@@ -232,15 +248,21 @@ class GenerateConfig:
     count: int = 0
     ratio: float = 1.0
     # Memorization audit (always measured): a synthetic image closer (in feature space) to a
-    # training image than 99% of real test images are is "memorized"; true = draw a replacement.
+    # training image than 99% of real validation images are (or an exact or near copy of one)
+    # is "memorized"; true = draw a replacement.
     reject_memorized: bool = True
     # Quality gate: drop a synthetic image that the real-data classifier puts in another class with
     # at least this confidence, and draw a replacement (0 = off).
     quality_gate: float = 0.0
     # Sample selection: draw this many audited candidates per image shipped and keep the
-    # best-scored (pipeline/synthesize.py: real-data classifier probability x k-NN realism);
-    # 1 = no selection. The candidates form the pool that evaluate's share sweep draws from.
+    # best-scored; 1 = no selection. The candidates form the pool that evaluate's share sweep
+    # draws from. The score (pipeline/synthesize.py):
+    #   typical       real-data classifier probability x min(1, k-NN realism)
+    #   real          cross-fitted probability that a real-vs-synthetic classifier takes the
+    #                 image for real (pipeline/shortcut.py): selection by indistinguishability
+    #   typical_real  the product of the two
     candidates_per_image: int = 4
+    score: ScoreName = "real"
     batch_size: int = 512
     device: str = "auto"
 
@@ -258,7 +280,7 @@ class GenerateConfig:
 
 # The training sets evaluate compares by default (pipeline/variants.py declares them all); the
 # gan* ones are evaluated once per `synthetic_ratios` entry, named e.g. gan@0.5.
-DEFAULT_VARIANTS = ("real", "class_weight", "oversample", "smote", "gan", "gan_pretrain")
+DEFAULT_VARIANTS = ("real", "class_weight", "oversample", "smote", "gan", "gan_mix", "gan_pretrain")
 
 
 @dataclass(frozen=True)
@@ -273,13 +295,23 @@ class EvaluateConfig:
     #   gan_random        the same share drawn without selection (the first audited draws)
     #   gan_class_weight  gan, with inverse-frequency weights of the combined counts
     #   gan_pretrain      pretrain on a class-balanced synthetic set, fine-tune on real
+    #   gan_real          gan, the share taken most-real-looking first (pipeline/shortcut.py)
+    #   gan_mix           label-free mixing: EVERY class, the majority too, gets r x its real
+    #                     count of synthetic images, with class weights for the real imbalance,
+    #                     so "looks synthetic" says nothing about the label (numeric r only)
+    #   gan_downweight    gan, each synthetic image weighted `synthetic_weight` in the loss
     variants: tuple[VariantName, ...] = DEFAULT_VARIANTS
     # gan, gan_random, gan_class_weight: one variant per entry; r adds r x its real count of
     # synthetic images to each class below the majority, capped at balance; `balance` fills up
     synthetic_ratios: tuple[float | Literal["balance"], ...] = (0.5, "balance")
     pretrain_fraction: float = 0.5  # gan_pretrain: share of `steps` spent on the synthetic set
+    synthetic_weight: float = 0.5  # gan_downweight: loss weight of a synthetic image (real = 1)
     augment: tuple[AugmentName, ...] = DEFAULT_AUGMENT  # classifier-side, every variant alike
     classifier: ClassifierName = "cnn"
+    # How the GAN configuration and the baseline are chosen on validation (pipeline/selection.py):
+    #   one_se  the simplest variant within one paired standard error of the best (default)
+    #   max     the highest validation balanced accuracy
+    selection: SelectionName = "one_se"
     seeds: int = 3  # each variant is trained with seeds seed, seed+1, ...; metrics are seed means
     bootstrap: int = 1000  # resamples of the test set for the 95% intervals (0 = none)
     steps: int = 500  # optimizer steps per variant: the same budget whatever the training set size
@@ -299,6 +331,12 @@ class EvaluateConfig:
                "evaluate.synthetic_ratios", "has duplicates")
         _check(all(r == "balance" or r > 0 for r in self.synthetic_ratios),
                "evaluate.synthetic_ratios", "each must be > 0 or the word balance")
+        _check(0 < self.synthetic_weight <= 1, "evaluate.synthetic_weight",
+               "must be in (0, 1]: the loss weight of a synthetic image, a real one weighs 1")
+        _check("gan_mix" not in self.variants
+               or any(r != "balance" for r in self.synthetic_ratios), "evaluate.synthetic_ratios",
+               "needs a number (e.g. 0.5) for gan_mix, which gives every class r x its real "
+               "count; `balance` has no meaning there")
         _check(0 < self.pretrain_fraction < 1, "evaluate.pretrain_fraction",
                "must be in (0, 1): the rest of evaluate.steps fine-tunes on the real split")
         for key in ("steps", "width", "seeds"):

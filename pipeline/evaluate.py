@@ -30,15 +30,21 @@ from pipeline.config import EvaluateConfig
 from pipeline.metrics import classification_metrics, confusion_table
 from pipeline.pool import SyntheticPool
 from pipeline.schema import as_flat_dict
-from pipeline.variants import SHARED, VARIANTS, TrainingSet, Variant, ratio_text
+from pipeline.selection import SELECT_BY, SELECTION_RULES, select  # noqa: F401 (re-exported)
+from pipeline.variants import NUMERIC_ONLY, SHARED, VARIANTS, TrainingSet, Variant, ratio_text
 
-SELECT_BY = "val_balanced_accuracy"  # the validation metric every choice is made on
 
 
 def expand_variants(cfg: EvaluateConfig) -> list[Variant]:
-    """evaluate.variants x evaluate.synthetic_ratios for the share variants, in params order."""
-    return [Variant(base, r) for base in cfg.variants
-            for r in (cfg.synthetic_ratios if base in SHARED else (None,))]
+    """evaluate.variants x evaluate.synthetic_ratios for the share variants, in params order
+    (`balance` is skipped for gan_mix, which gives every class the same share)."""
+    def ratios(base: str) -> tuple:
+        if base not in SHARED:
+            return (None,)
+        return tuple(r for r in cfg.synthetic_ratios
+                     if not (base in NUMERIC_ONLY and r == "balance"))
+
+    return [Variant(base, r) for base in cfg.variants for r in ratios(base)]
 
 
 @dataclass
@@ -50,6 +56,8 @@ class VariantResult:
     train_counts: dict[int, int] = field(default_factory=dict)
     probas: np.ndarray | None = None  # (S, N, K) test probabilities per seed
     variant: Variant | None = None
+    val_probas: np.ndarray | None = None  # (S, M, K) validation probabilities: what choices see
+    val_scores: np.ndarray | None = None  # (S,) validation balanced accuracy per seed
     train_digest: str = ""  # fingerprint of its training set (MLflow's dataset digest)
     train_labels: np.ndarray | None = None  # (N,) its training set's labels
 
@@ -82,6 +90,7 @@ def evaluate_variants(
         settings, the seeds and the scored splits; pass one dict to several calls (e.g. one per
         synthetic pool) and the variants they share (the baselines) are trained once.
     """
+    # the rarest training class; among equally rare classes the lowest label (argmin's first)
     minority = int(np.argmin(np.bincount(train.labels, minlength=n_classes)))
     results: dict[str, VariantResult] = {}
     fitted = {} if fitted is None else fitted
@@ -89,7 +98,8 @@ def evaluate_variants(
     for split in (val, test):
         context.update(split.images.tobytes() + split.labels.tobytes())
     for v in expand_variants(cfg):
-        data = VARIANTS[v.base](train, pool, v, n_classes=n_classes, seed=seed)
+        data = VARIANTS[v.base](train, pool, v, n_classes=n_classes, seed=seed,
+                                synthetic_weight=cfg.synthetic_weight)
         key = _fingerprint(data) + context.hexdigest()
         if key not in fitted:  # e.g. gan_class_weight is gan when the synthetic set balances
             probas = [], []
@@ -97,7 +107,7 @@ def evaluate_variants(
                 model = train_classifier(
                     data.images, data.labels, cfg, n_classes=n_classes, seed=s, device=device,
                     class_weights=data.class_weights, augment=None if data.augment else (),
-                    pretrain=data.pretrain,
+                    pretrain=data.pretrain, sample_weights=data.sample_weights,
                     pretrain_steps=round(cfg.pretrain_fraction * cfg.steps), log=log_for(v.name, s),
                 )
                 for out, split in zip(probas, (val, test)):
@@ -112,6 +122,8 @@ def evaluate_variants(
                          minority=minority)
         res.variant, res.train_digest, res.train_labels = v, _fingerprint(data), data.labels
         val_seeds = [_seed_metrics(p, val.labels, minority=minority) for p in val_probas]
+        res.val_probas = val_probas
+        res.val_scores = np.array([m["balanced_accuracy"] for m in val_seeds])
         for k in ("balanced_accuracy", "minority_recall", "roc_auc"):
             res.metrics[f"val_{k}"] = float(np.mean([m[k] for m in val_seeds]))
         res.metrics.update(variant=v.base, synthetic=v.synthetic,
@@ -120,7 +132,10 @@ def evaluate_variants(
                            if v.base in SHARED else 0,
                            n_pretrain=0 if data.pretrain is None else len(data.pretrain[1]))
         results[v.name] = res
-    comparison = Comparison(results, select(results))
+    # every choice is made here, from validation probabilities alone; test is scored below, once
+    val_draws = bootstrap_draws(results, val.labels, minority=minority, n_boot=cfg.bootstrap,
+                                seed=seed, split="val")
+    comparison = Comparison(results, select(results, rule=cfg.selection, draws=val_draws))
     draws = bootstrap_draws(results, test.labels, minority=minority, n_boot=cfg.bootstrap,
                             seed=seed)
     add_intervals(results, draws)
@@ -128,19 +143,9 @@ def evaluate_variants(
     for name, res in results.items():  # every variant against the validation-chosen baseline
         if base is not None and name != base:
             res.metrics["vs_baseline"] = paired(results, draws, name, base)
-    comparison.headline = headline(results, comparison.selection, draws, n_test=len(test.labels))
+    comparison.headline = headline(results, comparison.selection, draws, n_test=len(test.labels),
+                                   step=balanced_accuracy_step(test.labels, n_classes))
     return comparison
-
-
-def select(results: dict[str, VariantResult]) -> dict[str, Any]:
-    """The GAN configuration and the baseline (no synthetic images) with the highest validation
-    balanced accuracy; ties go to the one listed first. The test split plays no part."""
-    def best(names: list[str]) -> str | None:
-        return max(names, key=lambda n: results[n].metrics[SELECT_BY]) if names else None
-
-    return {"gan": best([n for n, r in results.items() if r.metrics["synthetic"]]),
-            "baseline": best([n for n, r in results.items() if not r.metrics["synthetic"]]),
-            "by": SELECT_BY}
 
 
 def _fingerprint(data: TrainingSet) -> str:
@@ -152,6 +157,8 @@ def _fingerprint(data: TrainingSet) -> str:
     h.update(bytes([data.augment]))
     if data.pretrain is not None:
         h.update(b"pretrain" + data.pretrain[0].tobytes() + data.pretrain[1].tobytes())
+    if data.sample_weights is not None and not np.all(data.sample_weights == 1):
+        h.update(b"sample_weights" + np.asarray(data.sample_weights, np.float64).tobytes())
     w = data.class_weights
     present = np.bincount(data.labels, minlength=len(w)) > 0 if w is not None else None
     if w is not None and not np.allclose(w[present], w[present][0]):
@@ -214,22 +221,24 @@ Draws = dict[str, dict[str, np.ndarray]]  # variant -> metric -> (B,) bootstrap 
 
 def bootstrap_draws(
     results: dict[str, VariantResult], y_true: np.ndarray, *, minority: int, n_boot: int,
-    seed: int,
+    seed: int, split: str = "test",
 ) -> Draws:
-    """Seed-mean balanced accuracy and minority recall in each of `n_boot` resamples of the test
-    images and the seeds; the same resamples for every variant, so differences are paired.
-    Empty when n_boot is 0."""
+    """Seed-mean balanced accuracy and minority recall in each of `n_boot` resamples of the
+    `split` ("test" or "val") images and the seeds; the same resamples for every variant, so
+    differences are paired. Empty when n_boot is 0."""
     if n_boot == 0:
         return {}
-    n_seeds, n, n_classes = next(iter(results.values())).probas.shape
+    probas = {name: res.val_probas if split == "val" else res.probas
+              for name, res in results.items()}
+    n_seeds, n, n_classes = next(iter(probas.values())).shape
     rng = np.random.default_rng(seed)
     weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)  # (B, N) test resamples
     # Two-level bootstrap: seeds are resampled too, so the intervals cover training-seed noise
     # as well as test-set noise.
     picks = rng.integers(0, n_seeds, size=(n_boot, n_seeds))[:, :, None]  # (B, S, 1)
     draws = {}
-    for name, res in results.items():
-        recalls = bootstrap_recalls(res.probas.argmax(axis=2), y_true, weights, n_classes)
+    for name, p in probas.items():
+        recalls = bootstrap_recalls(p.argmax(axis=2), y_true, weights, n_classes)
         per_seed = np.nanmean(recalls, axis=2)  # (B, S) balanced accuracy, seeds as trained
         recalls = np.take_along_axis(recalls, picks, axis=1)  # (B, S, K)
         draws[name] = {"balanced_accuracy": np.nanmean(recalls, axis=2).mean(axis=1),
@@ -251,27 +260,48 @@ def paired(results: dict[str, VariantResult], draws: Draws, a: str, b: str) -> d
     return out
 
 
+# Every variant is also compared (paired) with these, when evaluated: no balancing, and the
+# baseline synthetic images have to beat (bench/regime.py plots both).
+REFERENCES = ("real", "class_weight")
+
+
 def add_intervals(results: dict[str, VariantResult], draws: Draws) -> None:
     """95% percentile intervals of each variant's balanced accuracy and minority recall, and of
-    their paired differences against `real`."""
+    their paired differences against each of REFERENCES (`vs_real`, `vs_class_weight`)."""
     if not draws:
         return
     for name, res in results.items():
         for key in ("balanced_accuracy", "minority_recall"):
             res.metrics[f"{key}_ci95"] = _ci(draws[name][key])
-        if name != "real" and "real" in results:
-            res.metrics["vs_real"] = paired(results, draws, name, "real")
+        for ref in REFERENCES:
+            if name != ref and ref in results:
+                res.metrics[f"vs_{ref}"] = paired(results, draws, name, ref)
 
 
 # The smallest difference in balanced accuracy the headline should be able to resolve.
 RESOLVE = 0.02
+# Minimum detectable difference at 80% power, two-sided alpha 0.05: a true difference of
+# (z_0.975 + z_0.80) x SE gives an estimate beyond 1.96 SE (a CI excluding 0) 80% of the time.
+POWER_Z = 1.959964 + 0.841621
+
+
+def balanced_accuracy_step(y_test: np.ndarray, n_classes: int) -> float:
+    """How far one test image of the smallest class moves balanced accuracy: 1 / (K x its count).
+    >>> balanced_accuracy_step(np.array([0] * 42 + [1] * 114), 2)
+    0.011905
+    """
+    counts = np.bincount(y_test, minlength=n_classes)
+    present = counts[counts > 0]
+    return round(1.0 / (len(present) * int(present.min())), 6) if len(present) else 1.0
 
 
 def headline(results: dict[str, VariantResult], selection: dict[str, Any], draws: Draws, *,
-             n_test: int) -> dict[str, Any]:
+             n_test: int, step: float = 0.0) -> dict[str, Any]:
     """The selected GAN configuration against the selected baseline on the test split (paired),
     with the interval's width: a 95% interval wider than 2 x RESOLVE cannot tell a 2-point
-    difference from noise. `..._width_test_only` is the width with the seeds held fixed: the part
+    difference from noise, and neither can a test split where one image of the smallest class
+    (`step`) moves balanced accuracy by more than RESOLVE / 2, however narrow the bootstrap
+    interval (every fit perfect on a tiny test split gives a 0-wide one). `..._width_test_only` is the width with the seeds held fixed: the part
     of the noise that comes from the test set's size, which more seeds cannot remove."""
     gan, base = selection.get("gan"), selection.get("baseline")
     if gan is None or base is None:
@@ -284,8 +314,25 @@ def headline(results: dict[str, VariantResult], selection: dict[str, Any], draws
                      - draws[base]["balanced_accuracy_test_only"])
         out["balanced_accuracy_delta_ci95_width"] = ci[1] - ci[0]
         out["balanced_accuracy_delta_ci95_width_test_only"] = hi - lo
-        out["resolves_2_points"] = bool(ci[1] - ci[0] <= 2 * RESOLVE)
+        out["balanced_accuracy_step"] = step
+        out["resolves_2_points"] = bool(ci[1] - ci[0] <= 2 * RESOLVE and step <= RESOLVE / 2)
+        out.update(minimum_detectable(draws[gan]["balanced_accuracy"]
+                                      - draws[base]["balanced_accuracy"], floor=step))
+    out["selection_rule"] = selection.get("rule")
     return out
+
+
+def minimum_detectable(delta_draws: np.ndarray, *, floor: float = 0.0) -> dict[str, float]:
+    """The paired bootstrap SE of a balanced-accuracy difference and the smallest true difference
+    this test split and seed count detect at 80% power (two-sided 5%): POWER_Z x SE, about 2.8 SE,
+    and never less than `floor` (one test image of the smallest class: a bootstrap of fits that
+    are all right has SE 0, yet cannot detect less than one image).
+    >>> minimum_detectable(np.array([-0.01, 0.01]))
+    {'balanced_accuracy_delta_se': 0.01, 'balanced_accuracy_mdd80': 0.028016}
+    """
+    se = float(np.nanstd(delta_draws))
+    return {"balanced_accuracy_delta_se": se,
+            "balanced_accuracy_mdd80": round(max(POWER_Z * se, floor), 6)}
 
 
 def _ci(values: np.ndarray) -> list[float]:
@@ -348,5 +395,17 @@ def summary_lines(comparison: Comparison) -> list[str]:
         ci = h.get("balanced_accuracy_delta_ci95", [float("nan")] * 2)
         lines.append(f"evaluate: chosen on validation: {h['gan']} vs {h['baseline']}: test "
                      f"balanced accuracy {h['balanced_accuracy_delta']:+.3f} [{ci[0]:+.3f}, "
-                     f"{ci[1]:+.3f}], ROC AUC {h['roc_auc_delta']:+.3f}")
+                     f"{ci[1]:+.3f}], ROC AUC {h['roc_auc_delta']:+.3f}"
+                     + _rule_note(comparison.selection, h))
     return lines
+
+
+def _rule_note(selection: dict[str, Any], h: dict[str, Any]) -> str:
+    """The rule, how often it picks the same pair in validation resamples, and the power."""
+    note = f" | rule {selection.get('rule')}"
+    stable = (selection.get("stability") or {}).get(selection.get("rule"))
+    if stable is not None:
+        note += f", same pair in {100 * stable:.0f}% of validation resamples"
+    if "balanced_accuracy_mdd80" in h:
+        note += f" | detectable at 80% power: {h['balanced_accuracy_mdd80']:.3f}"
+    return note

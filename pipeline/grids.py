@@ -31,15 +31,26 @@ def real_vs_synthetic(images: np.ndarray, labels: np.ndarray, synth: np.ndarray,
 
 def selection_extremes(ship: SyntheticPool, n_classes: int) -> np.ndarray:
     """One row per class: its best-scored shipped images (left), then its worst-scored ones."""
+    return _two_ends(ship, -ship.scores, n_classes)
+
+
+def realness_extremes(synth: SyntheticPool, n_classes: int) -> np.ndarray:
+    """One row per class: its most synthetic-looking images by the cross-fitted real-vs-synthetic
+    classifier (left), then its most real-looking ones."""
+    return _two_ends(synth, synth.realness, n_classes)
+
+
+def _two_ends(synth: SyntheticPool, key: np.ndarray, n_classes: int) -> np.ndarray:
+    """One row per class: the 8 images with the lowest `key`, a blank, the 8 with the highest."""
     rows = []
-    blank = np.full((1, *ship.images.shape[1:]), 255, dtype=np.uint8)
+    blank = np.full((1, *synth.images.shape[1:]), 255, dtype=np.uint8)
     for c in range(n_classes):
-        idx = np.flatnonzero(ship.labels == c)
-        idx = idx[np.argsort(-ship.scores[idx], kind="stable")]
-        best, worst = idx[:GRID_PER_CLASS], idx[::-1][:GRID_PER_CLASS][::-1]
-        pad = [blank] * (GRID_PER_CLASS - len(best))
-        rows.append(np.concatenate([ship.images[best], *pad, blank, ship.images[worst], *pad]))
-    return image_grid(rows, scale=grid_scale(ship.images.shape[1]))
+        idx = np.flatnonzero(synth.labels == c)
+        idx = idx[np.argsort(key[idx], kind="stable")]
+        low, high = idx[:GRID_PER_CLASS], idx[::-1][:GRID_PER_CLASS][::-1]
+        pad = [blank] * (GRID_PER_CLASS - len(low))
+        rows.append(np.concatenate([synth.images[low], *pad, blank, synth.images[high], *pad]))
+    return image_grid(rows, scale=grid_scale(synth.images.shape[1]))
 
 
 def closest_pairs(images: np.ndarray, synth: Synthesis) -> np.ndarray:

@@ -1,8 +1,9 @@
 """The synthetic pool: every audited candidate `generate` drew, with its selection score.
 
 `generate` ships the best-scored images that balance the classes (`synthetic.npz`) and writes the
-whole pool (`pool.npz`), from which `evaluate` takes each share of its sweep, scored (best first)
-or unselected (in draw order), so no image is generated twice.
+whole pool (`pool.npz`), from which `evaluate` takes each share of its sweep: best-scored first
+(`generate.score`), most real-looking first (the cross-fitted realness of pipeline/shortcut.py), or
+unselected (in draw order), so no image is generated twice.
 
 Distinct seeds need not give distinct images: `cyclegan` translates training images, so a class's
 pool holds each translation about `candidates_per_image` times, every copy with the same score.
@@ -20,7 +21,8 @@ import numpy as np
 from pipeline.artifacts import save_split
 from pipeline.errors import PipelineError
 
-FIELDS = ("images", "labels", "seeds", "scores", "draw")
+FIELDS = ("images", "labels", "seeds", "scores", "draw", "realness")
+ORDERS = ("scores", "realness", "draw")  # what `take` ranks by
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,14 +32,22 @@ class SyntheticPool:
     seeds: np.ndarray  # (P,) int64 latent seed of each image
     scores: np.ndarray  # (P,) float64 selection score, higher is better
     draw: np.ndarray  # (P,) int64 position in draw order within its class (0 = first drawn)
+    # (P,) float64 cross-fitted probability that a real-vs-synthetic classifier takes the image
+    # for real (pipeline/shortcut.py); ones where it was not measured
+    realness: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.realness is None:
+            object.__setattr__(self, "realness", np.ones(len(self.labels)))
 
     def count(self, c: int) -> int:
         return int((self.labels == c).sum())
 
-    def take(self, counts: Mapping[int, int], *, selected: bool = True) -> np.ndarray:
-        """Indices of counts[c] images of each class c: the best-scored ones, or with
-        `selected=False` the first ones drawn (what generation without selection ships); in
-        either order, repeats of an image come after every distinct image of the class."""
+    def take(self, counts: Mapping[int, int], *, by: str = "scores") -> np.ndarray:
+        """Indices of counts[c] images of each class c: the best-scored ones (`by="scores"`), the
+        most real-looking ones (`"realness"`) or the first ones drawn (`"draw"`: what generation
+        without selection ships); in any order, repeats of an image come after every distinct
+        image of the class."""
         out = []
         for c, n in counts.items():
             idx = np.flatnonzero(self.labels == c)
@@ -45,7 +55,7 @@ class SyntheticPool:
                 raise PipelineError(
                     f"the synthetic pool has {len(idx)} images of class {c}, {n} were asked for; "
                     "raise generate.candidates_per_image and rerun `dvc repro generate`")
-            key = -self.scores[idx] if selected else self.draw[idx]
+            key = self.draw[idx] if by == "draw" else -getattr(self, by)[idx]
             ranked = idx[np.argsort(key, kind="stable")]
             ranked = ranked[np.argsort(copy_number(self.images[ranked]), kind="stable")]
             out.append(ranked[:n])
@@ -56,7 +66,7 @@ class SyntheticPool:
 
     def save(self, path: str | Path) -> None:
         save_split(path, self.images, self.labels, seeds=self.seeds, scores=self.scores,
-                   draw=self.draw)
+                   draw=self.draw, realness=self.realness)
 
 
 def copy_number(images: np.ndarray) -> np.ndarray:

@@ -51,6 +51,20 @@ def n_classes_of(*labels: np.ndarray) -> int:
     return int(max(int(y.max()) for y in labels)) + 1
 
 
+def setting_tags(cfg: Config) -> dict[str, str]:
+    """MLflow tags on every stage run naming the settings a study compares (bench/regime.py
+    filters on them): the training-split scarcity and the synthesis method. Tags, not params:
+    they describe the pipeline execution, whichever sections the stage reads.
+    >>> setting_tags(Config())["train_gan.method"]
+    'dcgan'
+    """
+    tags = {"prepare.imbalance": cfg.prepare.imbalance, "train_gan.method": cfg.train_gan.method}
+    if cfg.prepare.imbalance == "counts":  # e.g. "malignant=25"
+        tags["prepare.keep_counts"] = ",".join(
+            f"{c}={n}" for c, n in sorted(cfg.prepare.keep_counts.items(), key=lambda kv: str(kv[0])))
+    return tags
+
+
 @dataclass
 class Stage:
     """One stage execution: its name, path arguments, config, process group and MLflow run."""
@@ -77,7 +91,8 @@ class Stage:
             from pipeline.tracking import stage_run
 
             self._run = self._exits.enter_context(
-                stage_run(self.name, params_digest=self.cfg.digest))
+                stage_run(self.name, params_digest=self.cfg.digest,
+                          tags=setting_tags(self.cfg)))
         return self._run
 
     def log_params(self, *sections: str, **extra: Any) -> None:

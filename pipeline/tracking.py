@@ -25,6 +25,9 @@ from typing import Any
 import numpy as np
 
 DEFAULT_EXPERIMENT = "imbalance-gan"
+# Tags a nested run (evaluate's variants and seeds) takes from its stage run: the pipeline
+# execution, and the settings a study compares (pipeline/stage.py `setting_tags`).
+INHERITED_TAGS = ("pipeline_run", "prepare.imbalance", "prepare.keep_counts", "train_gan.method")
 
 
 def tracking_uri(root: Path) -> str:
@@ -125,14 +128,16 @@ class StageRun:
         """A run nested under this one (evaluate: one per variant)."""
         run = self.client.get_run(self.run_id)
         yield from _run(self.client, run.info.experiment_id, name, {
-            **{k: v for k, v in run.data.tags.items() if k in ("pipeline_run",)},
+            **{k: v for k, v in run.data.tags.items() if k in INHERITED_TAGS},
             **tags, "mlflow.parentRunId": self.run_id,
         })
 
 
 @contextmanager
-def stage_run(stage: str, *, params_digest: str, root: str | Path = ".") -> Iterator[StageRun]:
-    """Open the MLflow run of one stage execution; marks it FAILED if the stage raises."""
+def stage_run(stage: str, *, params_digest: str, root: str | Path = ".",
+              tags: Mapping[str, str] | None = None) -> Iterator[StageRun]:
+    """Open the MLflow run of one stage execution, with `tags` besides its own; marks it FAILED
+    if the stage raises."""
     import logging
 
     import mlflow
@@ -144,7 +149,7 @@ def stage_run(stage: str, *, params_digest: str, root: str | Path = ".") -> Iter
     key = pipeline_key(params_digest, root)
     parent = _pipeline_parent(client, exp_id, key)
     yield from _run(client, exp_id, stage, {
-        "stage": stage, "pipeline_run": key, "mlflow.parentRunId": parent,
+        **(tags or {}), "stage": stage, "pipeline_run": key, "mlflow.parentRunId": parent,
         "params_digest": params_digest,
     })
 

@@ -28,6 +28,7 @@ class TrainingSet:
     class_weights: np.ndarray | None = None  # (K,) loss weights, or None for plain CE
     augment: bool = True  # classifier-side augmentation (evaluate.augment)
     pretrain: tuple[np.ndarray, np.ndarray] | None = None  # trained on first, then on images
+    sample_weights: np.ndarray | None = None  # (N,) loss weight of each image, or None for all 1
     # which pool images it holds (the export's provenance): indices into the pool of the rows
     # appended after the real ones, or of `pretrain`'s rows; None: no synthetic images
     pool_index: np.ndarray | None = None
@@ -69,25 +70,37 @@ def synthetic_counts(labels: np.ndarray, n_classes: int, ratio: float | str) -> 
     return {c: min(gap[c], int(round(float(ratio) * int(counts[c])))) for c in gap}
 
 
-def _with_synthetic(train: Split, pool: SyntheticPool, ratio: float | str, *, n_classes: int,
-                    selected: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    idx = pool.take(synthetic_counts(train.labels, n_classes, ratio), selected=selected)
+def mixed_counts(labels: np.ndarray, n_classes: int, ratio: float) -> dict[int, int]:
+    """Label-free mixing: every class, the majority too, gets round(ratio x its real count), so
+    the share of synthetic images is the same in every class and says nothing about the label.
+    >>> mixed_counts(np.array([0] * 10 + [1] * 4), 2, 0.5)
+    {0: 5, 1: 2}
+    """
+    counts = np.bincount(labels, minlength=n_classes)
+    return {c: int(round(float(ratio) * int(n))) for c, n in enumerate(counts)}
+
+
+def _with_synthetic(train: Split, pool: SyntheticPool, counts: dict[int, int], *, by: str
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The real split + `counts[c]` pool images of each class, ranked `by` (SyntheticPool.take);
+    also the pool indices of the synthetic rows (appended after the real ones)."""
+    idx = pool.take(counts, by=by)
     return (np.concatenate([train.images, pool.images[idx]]),
             np.concatenate([train.labels, pool.labels[idx]]), idx)
 
 
-def _real(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
-          ) -> TrainingSet:
+def _real(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int,
+          synthetic_weight: float = 1.0) -> TrainingSet:
     return TrainingSet(train.images, train.labels, augment=v.base != "real_noaug")
 
 
-def _class_weight(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
-                  ) -> TrainingSet:
+def _class_weight(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int,
+                  synthetic_weight: float = 1.0) -> TrainingSet:
     return TrainingSet(train.images, train.labels, inverse_frequency(train.labels, n_classes))
 
 
-def _oversample(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
-                ) -> TrainingSet:
+def _oversample(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int,
+                synthetic_weight: float = 1.0) -> TrainingSet:
     from imblearn.over_sampling import RandomOverSampler
 
     idx, _ = RandomOverSampler(random_state=seed).fit_resample(
@@ -96,8 +109,8 @@ def _oversample(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int
     return TrainingSet(train.images[idx], train.labels[idx])
 
 
-def _smote(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
-           ) -> TrainingSet:
+def _smote(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int,
+           synthetic_weight: float = 1.0) -> TrainingSet:
     from imblearn.over_sampling import SMOTE
 
     smallest = int(np.bincount(train.labels)[np.bincount(train.labels) > 0].min())
@@ -111,16 +124,28 @@ def _smote(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, see
     return TrainingSet(images, np.asarray(y, dtype=np.int64))
 
 
-def _gan(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
-         ) -> TrainingSet:
-    images, labels, idx = _with_synthetic(train, pool, v.ratio, n_classes=n_classes,
-                                          selected=v.base != "gan_random")
-    weights = inverse_frequency(labels, n_classes) if v.base == "gan_class_weight" else None
-    return TrainingSet(images, labels, weights, pool_index=idx)
+def _gan(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int,
+         synthetic_weight: float = 1.0) -> TrainingSet:
+    """gan, gan_random, gan_real, gan_class_weight, gan_downweight: real + a synthetic top-up of
+    the classes below the majority; gan_mix: real + the same share of synthetic images in every
+    class, with class weights for the real imbalance."""
+    if v.base == "gan_mix":
+        counts = mixed_counts(train.labels, n_classes, v.ratio)
+    else:
+        counts = synthetic_counts(train.labels, n_classes, v.ratio)
+    by = {"gan_random": "draw", "gan_real": "realness"}.get(v.base, "scores")
+    images, labels, idx = _with_synthetic(train, pool, counts, by=by)
+    n_synth = len(idx)
+    weights = (inverse_frequency(labels, n_classes)
+               if v.base in ("gan_class_weight", "gan_mix") else None)
+    sample_weights = None
+    if v.base == "gan_downweight":
+        sample_weights = np.r_[np.ones(len(train.labels)), np.full(n_synth, synthetic_weight)]
+    return TrainingSet(images, labels, weights, sample_weights=sample_weights, pool_index=idx)
 
 
-def _gan_pretrain(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int
-                  ) -> TrainingSet:
+def _gan_pretrain(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int,
+                  synthetic_weight: float = 1.0) -> TrainingSet:
     """A class-balanced synthetic set (the majority's count per class, best-scored first), then
     the real split as it is."""
     top = int(np.bincount(train.labels, minlength=n_classes).max())
@@ -133,7 +158,11 @@ def _gan_pretrain(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: i
 VARIANTS: dict[str, Callable[..., TrainingSet]] = {
     "real": _real, "real_noaug": _real, "class_weight": _class_weight,
     "oversample": _oversample, "smote": _smote, "gan": _gan, "gan_random": _gan,
-    "gan_class_weight": _gan, "gan_pretrain": _gan_pretrain,
+    "gan_class_weight": _gan, "gan_pretrain": _gan_pretrain, "gan_real": _gan, "gan_mix": _gan,
+    "gan_downweight": _gan,
 }
-SHARED = ("gan", "gan_random", "gan_class_weight")  # evaluated once per synthetic_ratios entry
+# evaluated once per synthetic_ratios entry (gan_mix once per numeric entry: `balance` has no
+# meaning when every class gets synthetic images)
+SHARED = ("gan", "gan_random", "gan_class_weight", "gan_real", "gan_mix", "gan_downweight")
+NUMERIC_ONLY = ("gan_mix",)
 SYNTHETIC = (*SHARED, "gan_pretrain")  # variants that train on synthetic images

@@ -9,9 +9,11 @@ import numpy as np
 from pipeline.artifacts import atomic_dir, file_sha256, load_split, save_csv, save_png, save_split
 from pipeline.balance import balance_plan
 from pipeline.features import load_extractor
-from pipeline.grids import closest_pairs, real_vs_synthetic, selection_extremes
+from pipeline.grids import closest_pairs, real_vs_synthetic, realness_extremes, selection_extremes
 from pipeline.stage import Stage, n_classes_of, run
-from pipeline.synthesize import done_line, manifest, pool_plan, summary, synthesize
+from pipeline.synthesize import (
+    done_line, manifest, pool_plan, shortcut_counts, shortcut_summary, summary, synthesize,
+)
 from pipeline.synthesizers.base import load_synthesizer
 
 
@@ -19,7 +21,7 @@ def main(s: Stage) -> None:
     cfg, data, device, out = s.cfg, Path(s.args.data), s.device, Path(s.args.out)
     gcfg = cfg.generate
     images, labels = load_split(data / "train.npz")
-    val_images, _ = load_split(data / "val.npz")
+    val_images, val_labels = load_split(data / "val.npz")
     synthesizer = load_synthesizer(s.args.checkpoint, device=device)
     extractor, _ = load_extractor(s.args.features, device=device)
     n_classes = n_classes_of(labels)
@@ -31,7 +33,7 @@ def main(s: Stage) -> None:
         synthesizer, candidates, seed=cfg.seed, device=device, extractor=extractor,
         train_images=images, train_labels=labels, val_images=val_images,
         reject_memorized=gcfg.reject_memorized, quality_gate=gcfg.quality_gate,
-        batch_size=gcfg.batch_size,
+        batch_size=gcfg.batch_size, score=gcfg.score,
     )
     pool = synth.pool
     shipped = pool.take({c: n for c, n in plan.items() if n > 0})
@@ -47,11 +49,16 @@ def main(s: Stage) -> None:
     grids = {"real_vs_synthetic.png": real_vs_synthetic(images, labels, ship.images, ship.labels,
                                                         n_classes),
              "closest_pairs.png": closest_pairs(images, synth),
-             "selection.png": selection_extremes(ship, n_classes)}
+             "selection.png": selection_extremes(ship, n_classes),
+             "shortcut.png": realness_extremes(
+                 pool.subset(pool.take(shortcut_counts(pool, labels, n_classes))), n_classes)}
     for name, grid in grids.items():
         save_png(plots / name, grid)
     metrics = summary(synth, shipped, plan=plan, before=before, target=gcfg.target,
                       checkpoint_sha256=digest)
+    metrics["shortcut"] = shortcut_summary(
+        synth, extractor=extractor, device=device, train_images=images, train_labels=labels,
+        val_images=val_images, val_labels=val_labels, seed=cfg.seed)
     s.finish(metrics, [*(plots / name for name in grids), out / "manifest.csv"])
     print(done_line(synth, metrics))
 

@@ -35,8 +35,10 @@ SLOW_FIXTURES = {
     "process_results",  # test_stages_cli: every stage started as `python -m stages.<name>`
     "comparison",  # test_classify_evaluate: one evaluate run of every variant
     "binary_report",  # test_report: a whole report, every figure drawn
+    "marked_run",  # test_shortcut: generate's synthesize twice on a planted artifact
 }
 SLOW_TESTS = {  # file::test, every parametrisation
+    "test_remedies.py::test_a_near_zero_weight_makes_the_classifier_ignore_those_images",
     "test_report.py::test_ten_classes_without_mlflow",
     "test_report_stage.py::test_stage_writes_the_report_and_logs_it",
     "test_report.py::test_the_page_says_what_prepare_did_to_the_data_before_the_verdict",
@@ -49,6 +51,7 @@ SLOW_TESTS = {  # file::test, every parametrisation
     "test_cyclegan.py::test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one",
     "test_cyclegan.py::test_a_translation_is_scored_as_the_minority_and_keeps_its_lesion",
     "test_classify_evaluate.py::test_selection_never_reads_the_test_split",
+    "test_selection_rule.py::test_flipping_every_test_label_does_not_move_the_choice_or_its_stability",
     "test_classify_evaluate.py::test_resnet18_classifier_trains_on_small_inputs",
     "test_quality.py::test_probe_scores_a_copying_generator_far_above_a_collapsed_one",
     "test_quality.py::test_tstr_of_a_generator_that_swaps_the_classes_is_near_zero",

@@ -79,7 +79,8 @@ def write_outputs(root: Path, *, class_names: list[str], evaluate: dict[str, dic
                           "counts_before": train,
                           "synthetic_per_class": {c: top - n for c, n in train.items()},
                           "counts_after": {c: top for c in train}, "checkpoint_sha256": "ab" * 32,
-                          "memorization_rate": 0.0125, "acceptance_rate": 0.9877},
+                          "memorization_rate": 0.0125, "acceptance_rate": 0.9877,
+                          "shortcut": shortcut_doc(k)},
         "evaluate.json": {"selection": {k: headline[k] for k in ("gan", "baseline")}
                           | {"by": "val_balanced_accuracy"} if headline else {},
                           "headline": headline or {}, "variants": evaluate},
@@ -103,6 +104,7 @@ def write_outputs(root: Path, *, class_names: list[str], evaluate: dict[str, dic
     save_png(plots / "generate/closest_pairs.png",
              image_grid([tiles[0, :8], tiles[-1, :8]], scale=6))
     save_png(plots / "generate/selection.png", image_grid(list(tiles), scale=6))
+    save_png(plots / "generate/shortcut.png", image_grid(list(tiles), scale=6))
     minority = next(iter(evaluate.values())).get("minority_class", 0)
     actual = np.repeat(np.arange(k), [test[str(c)] for c in range(k)])
     for v in evaluate:
@@ -116,6 +118,22 @@ def write_outputs(root: Path, *, class_names: list[str], evaluate: dict[str, dic
         pd.DataFrame({"actual": actual, "predicted": predicted}).to_csv(
             plots / f"evaluate/confusion_{v}.csv", index=False)
     return root
+
+
+def shortcut_doc(k: int) -> dict:
+    """generate.json's shortcut test: class 0 easy to spot on pixels, the last class unmeasured
+    (too few validation images), the rest hard to tell apart."""
+    def test(auc: float) -> dict:
+        return {"measured": True, "auc": auc, "auc_ci95": [auc - 0.05, min(1.0, auc + 0.05)],
+                "n_real_fit": 100, "n_synthetic_fit": 50, "n_real_held": 20,
+                "n_synthetic_held": 50}
+
+    unmeasured = {"measured": False, "reason": "too few images to measure (real_held 3; needs 5 "
+                  "to fit and 5 held out of each)"}
+    per_class = {str(c): {"pixels": test(0.6), "features": test(0.55)} for c in range(k)}
+    per_class["0"] = {"pixels": test(0.97), "features": test(0.7)}
+    per_class[str(k - 1)] = {"pixels": unmeasured, "features": unmeasured}
+    return {"selected": per_class, "most_real": per_class, "unselected": per_class}
 
 
 def ten_class_evaluate() -> dict[str, dict]:

@@ -18,7 +18,7 @@ from pipeline.artifacts import Split
 from pipeline.errors import PipelineError
 from pipeline.evaluate import bootstrap_recalls, evaluate_variants, summary_lines
 from pipeline.pool import SyntheticPool
-from pipeline.variants import SHARED, VARIANTS, Variant, synthetic_counts
+from pipeline.variants import NUMERIC_ONLY, SHARED, VARIANTS, Variant, synthetic_counts
 
 CPU = torch.device("cpu")
 
@@ -103,13 +103,14 @@ def make_pool(counts: list[int], *, seed: int = 1) -> SyntheticPool:
 
 
 ALL = tuple(VARIANTS)  # every registered variant, in registry order
-# the share variants once per synthetic_ratios entry (0.5, balance), in place
+# the share variants once per synthetic_ratios entry (0.5, balance), in place; gan_mix only at 0.5
 EXPANDED = [f"{name}@{r}" if name in SHARED else name for name in ALL
-            for r in (("0.5", "balance") if name in SHARED else (None,))]
+            for r in ((("0.5",) if name in NUMERIC_ONLY else ("0.5", "balance"))
+                      if name in SHARED else (None,))]
 
 
 def test_expanded_names_cover_the_registry() -> None:
-    assert len(EXPANDED) == len(ALL) + len(SHARED)
+    assert len(EXPANDED) == len(ALL) + len(SHARED) - len(NUMERIC_ONLY)
     assert set(SHARED) < set(ALL) and "real" in ALL and "gan@balance" in EXPANDED
 
 
@@ -143,6 +144,10 @@ def test_every_variant_runs_with_its_training_set(comparison) -> None:
     assert counts["gan_pretrain"] == {0: 12, 1: 6, 2: 3}  # fine-tuned on the real split
     assert results["gan_pretrain"].metrics["n_pretrain"] == 36  # 12 synthetic per class
     assert results["gan@0.5"].metrics["n_synthetic"] == 5
+    assert counts["gan_real@0.5"] == counts["gan_downweight@0.5"] == {0: 12, 1: 9, 2: 5}
+    # label-free mixing: every class, the majority too, gets half its real count
+    assert counts["gan_mix@0.5"] == {0: 18, 1: 9, 2: 5}
+    assert "gan_mix@balance" not in results
     # what MLflow records as each variant's training set (log_variant_runs)
     assert np.bincount(results["gan@0.5"].train_labels).tolist() == [12, 9, 5]
     assert results["gan@0.5"].train_digest != results["gan@balance"].train_digest
@@ -153,7 +158,8 @@ def test_every_variant_runs_with_its_training_set(comparison) -> None:
     np.testing.assert_array_equal(results["gan@balance"].probas,
                                   results["gan_class_weight@balance"].probas)
     for a, b in (("real", "class_weight"), ("real", "real_noaug"), ("real", "gan_pretrain"),
-                 ("gan@0.5", "gan_random@0.5")):
+                 ("gan@0.5", "gan_random@0.5"), ("gan@0.5", "gan_downweight@0.5"),
+                 ("gan@0.5", "gan_real@0.5")):
         assert not np.array_equal(results[a].probas, results[b].probas), (a, b)
     m = results["gan@0.5"].metrics
     assert (m["variant"], m["synthetic"], m["synthetic_ratio"]) == ("gan", True, "0.5")
@@ -179,8 +185,12 @@ def test_selection_uses_validation_and_the_headline_is_the_paired_test_differenc
     val = {n: r.metrics["val_balanced_accuracy"] for n, r in results.items()}
     gans = [n for n in EXPANDED if results[n].metrics["synthetic"]]
     others = [n for n in EXPANDED if n not in gans]
-    assert sel == {"gan": max(gans, key=val.get), "baseline": max(others, key=val.get),
-                   "by": "val_balanced_accuracy"}
+    assert sel["highest"] == {"gan": max(gans, key=val.get), "baseline": max(others, key=val.get)}
+    assert (sel["by"], sel["rule"]) == ("val_balanced_accuracy", "one_se")
+    for group in ("gan", "baseline"):  # one_se keeps a simpler variant only when close to the best
+        assert val[sel[group]] <= val[sel["highest"][group]]
+    assert all(0 <= v <= 1 for v in sel["stability"].values())
+    assert set(sel["stability"]) == {"one_se", "max"}
     g, b = results[sel["gan"]].metrics, results[sel["baseline"]].metrics
     assert (h["gan"], h["baseline"]) == (sel["gan"], sel["baseline"])
     assert h["balanced_accuracy_delta"] == pytest.approx(
@@ -289,7 +299,7 @@ def test_gan_variants_take_best_scored_or_first_drawn_images() -> None:
     best = pool.take({1: 2})
     assert pool.draw[best].tolist() == [1, 3]
     np.testing.assert_array_equal(added(gan), pool.images[best])
-    np.testing.assert_array_equal(added(rnd), pool.images[pool.take({1: 2}, selected=False)])
+    np.testing.assert_array_equal(added(rnd), pool.images[pool.take({1: 2}, by="draw")])
     assert gan.labels[len(train.labels):].tolist() == [1, 1]
 
 
@@ -357,6 +367,6 @@ def test_only_the_listed_variants_run() -> None:
     m = result.variants["gan@balance"].metrics
     assert m["n_train"] == 12 and m["n_synthetic"] == 0  # balanced already: real images only
     assert "balanced_accuracy_ci95" in m
-    assert result.selection == {"gan": "gan@balance", "baseline": None,
-                                "by": "val_balanced_accuracy"}
+    assert {k: result.selection[k] for k in ("gan", "baseline", "by")} == {
+        "gan": "gan@balance", "baseline": None, "by": "val_balanced_accuracy"}
     assert result.headline == {}  # nothing to compare with

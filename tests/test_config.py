@@ -128,7 +128,7 @@ def test_unknown_keys_are_errors_naming_the_key(
     ("train_gan:\n  betas: [0.5, fast]\n", "train_gan.betas[1]: expected float"),
     ("train_gan: 3\n", "train_gan: expected a mapping, got 3 (int)"),
     ("prepare:\n  keep_fractions: [0.5]\n", "prepare.keep_fractions: expected a mapping"),
-    ("prepare:\n  keep_fractions: {a: 0.5}\n", "prepare.keep_fractions key: expected int"),
+    ("prepare:\n  keep_fractions: {1.5: 0.5}\n", "prepare.keep_fractions key: expected str, got 1.5"),
     ("prepare:\n  keep_fractions: {1: half}\n", "prepare.keep_fractions.1: expected float"),
     ("data:\n  path: 3\n", "data.path: expected str, got 3 (int)"),
     ("evaluate:\n  variants: real\n", "evaluate.variants: expected a list, got 'real' (str)"),

@@ -24,6 +24,7 @@ from conftest import (
 )
 from report_fixtures import kv, png_size, section, table
 from pipeline.artifacts import file_sha256, load_split
+from pipeline.synthesize import quantize
 from pipeline.synthesizers.base import load_synthesizer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -131,10 +132,14 @@ def test_manifest_lets_each_synthetic_image_be_regenerated(pipeline: Pipeline) -
     sha = file_sha256(project / "models/generator.pt")
     assert set(manifest["checkpoint_sha256"]) == {sha}
     assert pipeline.json("metrics/generate.json")["checkpoint_sha256"] == sha
-    # any row, on its own: sample(label, seed) from the recorded checkpoint
+    # any row, on its own: sample(label, seed) from the recorded checkpoint, quantised to the
+    # digits' grey levels recorded in generate.json
     synthesizer = load_synthesizer(project / "models/generator.pt", device=torch.device("cpu"))
     rows = manifest.sample(5, random_state=0)
-    again = synthesizer.sample(rows["label"].to_numpy().copy(), rows["seed"].to_numpy().copy())
+    levels = pipeline.json("metrics/generate.json")["grey_levels"]
+    assert len(levels) == 17  # the digits' 0..16 scaled to 0..255
+    again = quantize(synthesizer.sample(rows["label"].to_numpy().copy(),
+                                        rows["seed"].to_numpy().copy()), levels)
     np.testing.assert_array_equal(again, images[rows["index"].to_numpy()])
 
 
@@ -189,8 +194,8 @@ def test_generate_audits_memorization(pipeline: Pipeline) -> None:
     assert g["score_mean_shipped"] >= g["score_mean_pool"]
 
 
-VARIANTS = ["class_weight", "gan@0.5", "gan@balance", "gan_pretrain", "oversample", "real",
-            "smote"]
+VARIANTS = ["class_weight", "gan@0.5", "gan@balance", "gan_mix@0.5", "gan_pretrain", "oversample",
+            "real", "smote"]
 
 
 def test_evaluate_scores_every_variant(pipeline: Pipeline) -> None:
@@ -204,10 +209,14 @@ def test_evaluate_scores_every_variant(pipeline: Pipeline) -> None:
     # chosen on validation, reported on test
     val = {v: res["val_balanced_accuracy"] for v, res in m.items()}
     gans = [v for v in m if m[v]["synthetic"]]
-    assert sorted(gans) == ["gan@0.5", "gan@balance", "gan_pretrain"]
-    assert doc["selection"] == {"gan": max(gans, key=val.get),
-                                "baseline": max((v for v in m if v not in gans), key=val.get),
-                                "by": "val_balanced_accuracy"}
+    assert sorted(gans) == ["gan@0.5", "gan@balance", "gan_mix@0.5", "gan_pretrain"]
+    sel = doc["selection"]
+    assert sel["highest"] == {"gan": max(gans, key=val.get),
+                              "baseline": max((v for v in m if v not in gans), key=val.get)}
+    assert (sel["by"], sel["rule"]) == ("val_balanced_accuracy", "one_se")
+    for group in ("gan", "baseline"):  # one_se: the simplest within one SE of the highest
+        assert val[sel[group]] <= val[sel["highest"][group]]
+    assert 0 <= sel["stability"]["one_se"] <= 1
     h = doc["headline"]
     assert (h["gan"], h["baseline"]) == (doc["selection"]["gan"], doc["selection"]["baseline"])
     assert h["balanced_accuracy_delta"] == pytest.approx(
@@ -232,6 +241,8 @@ def test_evaluate_scores_every_variant(pipeline: Pipeline) -> None:
     assert m["gan@balance"]["n_train"] == len(train) + len(synthetic)
     assert m["gan@0.5"]["n_synthetic"] == sum(
         min(majority - n, round(0.5 * n)) for n in np.bincount(train))
+    # label-free mixing: every class, the majority too, gets half its count again
+    assert m["gan_mix@0.5"]["n_synthetic"] == sum(round(0.5 * n) for n in np.bincount(train))
     assert m["oversample"]["n_train"] == m["smote"]["n_train"] == 10 * majority
     recall = pd.read_csv(project / "plots/evaluate/recall.csv")
     assert len(recall) == 10 and sorted(recall.columns) == sorted(["class", *VARIANTS])
@@ -313,7 +324,7 @@ def test_mlflow_evaluate_has_one_child_run_per_variant(pipeline: Pipeline) -> No
     children = pipeline.runs(f"tags.mlflow.parentRunId = '{evaluate.info.run_id}'")
     assert sorted(r.data.tags["variant"] for r in children) == VARIANTS
     assert sorted(r.data.tags["augmentation"] for r in children) == [
-        "class_weight", "gan", "gan", "gan_pretrain", "oversample", "real", "smote"]
+        "class_weight", "gan", "gan", "gan_mix", "gan_pretrain", "oversample", "real", "smote"]
     assert sorted(r.data.tags.get("synthetic_ratio", "") for r in children
                   if r.data.tags["augmentation"] == "gan") == ["0.5", "balance"]
     for child in children:
@@ -508,7 +519,8 @@ def test_each_method_runs_through_the_whole_pipeline(method_run: Pipeline) -> No
     manifest = pd.read_csv(p.project / "data/synthetic/manifest.csv")
     synthesizer = load_synthesizer(p.project / "models/generator.pt", device=torch.device("cpu"))
     rows = manifest.sample(5, random_state=0)
-    again = synthesizer.sample(rows["label"].to_numpy().copy(), rows["seed"].to_numpy().copy())
+    again = quantize(synthesizer.sample(rows["label"].to_numpy().copy(),
+                                        rows["seed"].to_numpy().copy()), g["grey_levels"])
     np.testing.assert_array_equal(again, images[rows["index"].to_numpy()])
     if method == "cyclegan":  # each minority image is a translation of a majority training image
         _, train_labels = load_split(p.project / "data/prepared/train.npz")

@@ -252,6 +252,51 @@ def test_memorization_audit_among_fresh_samples() -> None:
     assert audit.memorization_rate >= 20 / 220
 
 
+def test_copies_across_the_splits_do_not_switch_the_audit_off() -> None:
+    """Planted fault: the threshold calibrated on every validation row. 5 of 100 validation rows
+    are exact and 3 near copies of training rows (8% > the 1st percentile), so the percentile is
+    ~0 and the copied training row in the pool was flagged by nothing (rate 0)."""
+    train, fresh_val = gaussian(300, 8, seed=0), gaussian(92, 8, seed=1)
+    near = train[[7, 8, 9]] + 1e-6 * gaussian(3, 8, seed=2)
+    val = np.concatenate([fresh_val, train[[1, 2, 3, 4, 5]], near])
+    pool = np.concatenate([gaussian(100, 8, seed=3), train[[42]], train[[43]] + 1e-6])
+    audit = memorization_audit(pool, train, val, percentile=1.0)
+    assert audit.calibration_excluded == 8 and audit.threshold_source == "validation"
+    assert audit.warning is None and "memorization_warning" not in audit.report()
+    # calibrated on the 92 genuinely new rows only
+    assert audit.threshold == pytest.approx(np.percentile(audit.test_distances[:92], 1.0))
+    assert audit.threshold > audit.near_copy_distance > 0
+    assert audit.memorized[100:].all()  # the exact and the near copy
+    assert audit.memorized[:100].mean() <= 0.05  # fresh samples: about the percentile's rate
+
+
+def test_when_every_validation_row_is_a_copy_the_fallback_still_flags_copies_and_says_so() -> None:
+    """Planted faults: no fallback (threshold 0 flags nothing), or a fallback that flags only
+    exact copies (the near copy would ship), or one without a warning."""
+    train = gaussian(300, 8, seed=0)
+    val = train[:50].copy()  # e.g. the validation split is the training split
+    pool = np.concatenate([gaussian(100, 8, seed=3), train[[42]], train[[43]] + 1e-6])
+    audit = memorization_audit(pool, train, val, percentile=1.0)
+    assert audit.threshold_source == "near-copy fallback" and audit.calibration_excluded == 50
+    assert audit.threshold == audit.near_copy_distance == pytest.approx(
+        generative.NEAR_COPY_FRACTION * generative.typical_spacing(train))
+    assert "50 of 50 validation images are copies" in audit.warning
+    assert audit.report()["memorization_warning"] == audit.warning
+    assert audit.memorized[100:].all()  # exact and near copy
+    assert not audit.memorized[:100].any()  # fresh rows are far above a tenth of the spacing
+    np.testing.assert_array_equal(audit.flag(audit.distances), audit.memorized)
+
+
+def test_typical_spacing_skips_identical_rows_and_is_zero_without_any_other() -> None:
+    x = np.array([[0.0], [0.0], [3.0], [7.0]])  # nearest others: 3, 3, 3, 4 (never the twin's 0)
+    assert generative.typical_spacing(x) == 3.0
+    assert generative.typical_spacing(np.zeros((5, 2))) == 0.0
+    # with no spacing, exact copies are still flagged
+    audit = memorization_audit(np.zeros((2, 2)) + [[0.0], [1.0]], np.zeros((5, 2)),
+                               np.zeros((3, 2)))
+    assert audit.memorized.tolist() == [True, False] and audit.warning
+
+
 # --- bad inputs ------------------------------------------------------------------------------
 
 

@@ -314,6 +314,70 @@ def test_a_generator_that_only_copies_exhausts_the_rounds_with_a_pipeline_error(
     assert "generate.reject_memorized" in message and "\n" not in message
 
 
+def test_validation_copies_of_training_images_cannot_switch_the_audit_off(extractor) -> None:
+    """A tenth of the validation split are exact copies of training images (the chest X-ray case:
+    duplicates across the splits). Planted fault: the old audit, calibrated on every validation
+    image, put the threshold at 0 and flagged none of the generator's copies (rate 0.000)."""
+    val = TEST_X.copy()
+    val[[0, 7, 13]] = TRAIN_X[[0, 12, 22]]  # one of each class: 3 of 18
+    synth = synthesize(as_synthesizer(copier()), PLAN, seed=0, device=CPU, extractor=extractor,
+                       train_images=TRAIN_X, train_labels=TRAIN_Y, val_images=val,
+                       reject_memorized=False, quality_gate=0.0, batch_size=7)
+    assert synth.memorized.all() and synth.stats["memorization_rate"] == 1.0
+    assert synth.stats["memorization_threshold"] > 0
+    assert synth.stats["memorization_calibration_excluded"] == 3
+    assert synth.stats["memorization_threshold_source"] == "validation"
+    assert "memorization_warning" not in synth.stats
+
+
+def test_an_uncalibratable_audit_falls_back_flags_copies_and_warns(extractor) -> None:
+    """Every validation image is a training image: nothing can calibrate the threshold. The
+    fallback flags exact and near copies (one pixel changed), keeps fresh images, and the warning
+    reaches metrics/generate.json (stats) and the stage's printed lines. Planted fault: no
+    fallback (threshold 0, nothing flagged) or no warning."""
+    near = TRAIN_X.copy()
+    near[:, 0, 0, 0] ^= 1  # a near copy of every training image: one pixel one level off
+    G = Lookup(FRESH_X, FRESH_Y, alt=(near, TRAIN_Y))  # near copy where z[:, 0] > 0, else fresh
+    synth = synthesize(as_synthesizer(G), PLAN, seed=0, device=CPU, extractor=extractor,
+                       train_images=TRAIN_X, train_labels=TRAIN_Y, val_images=TRAIN_X[::3],
+                       reject_memorized=False, quality_gate=0.0, batch_size=7)
+    copied = first_latents(synth.seeds) > 0
+    assert copied.any() and (~copied).any()
+    np.testing.assert_array_equal(synth.memorized, copied)
+    assert synth.stats["memorization_threshold_source"] == "near-copy fallback"
+    assert "10 of 10 validation images are copies" in synth.stats["memorization_warning"]
+    line = synthesize_mod.done_line(synth, {"n_synthetic": 15, "counts_after": {}})
+    assert "(threshold: near-copy fallback)" in line
+    assert line.splitlines()[1].startswith("generate: WARNING: memorization audit: 10 of 10")
+
+
+def test_the_selection_score_caps_realism_at_one(extractor, monkeypatch: pytest.MonkeyPatch
+                                                ) -> None:
+    """score = p(intended class) x min(1, realism), with p and realism set by hand: realism 0.25
+    costs three quarters of the score, realism 1 and 4 cost nothing and gain nothing. Planted
+    faults: the cap dropped (4 x p: realism would outweigh the classifier), realism ignored
+    (p alone), or the two added."""
+    n = sum(PLAN.values())
+    realism = np.resize([0.25, 1.0, 4.0], n)  # per candidate, in draw order
+    p_class = np.resize([0.9, 0.5, 0.8, 0.6, 1.0], n)
+
+    def fake_proba(model, images, *, device):  # p of the intended class: p_class, in draw order
+        proba = np.zeros((len(images), 3))
+        proba[np.arange(len(images)), np.repeat(np.arange(3), [PLAN[c] for c in range(3)])] = \
+            p_class[:len(images)]
+        return proba
+
+    monkeypatch.setattr(synthesize_mod, "predict_proba", fake_proba)
+    monkeypatch.setattr(synthesize_mod, "_realism", lambda feats, labels, *a: realism)
+    synth = run_synthesize(Lookup(FRESH_X, FRESH_Y), PLAN, extractor, reject_memorized=False)
+    expected = p_class * np.minimum(1.0, realism)
+    assert synth.stats["rounds"] == 1  # one draw: the pool is the draw, grouped by class
+    np.testing.assert_allclose(synth.pool.scores, expected)  # already in class order
+    assert synth.pool.scores.max() <= 1.0
+    assert synth.pool.scores[0] == pytest.approx(0.9 * 0.25)  # off the manifold: 1/4 of p
+    assert synth.pool.scores[2] == pytest.approx(0.8)  # realism 4: p, not 4 x p
+
+
 # --- synthesize: quality gate ---------------------------------------------------------------------
 
 def test_the_quality_gate_rejects_images_of_the_wrong_class(extractor) -> None:
@@ -365,8 +429,8 @@ def test_scores_rank_right_class_images_above_wrong_class_ones(extractor) -> Non
     right = {c: pool.images[(pool.labels == c) & ~wrong] for c in range(3)}
     n = {c: len(np.unique(x.reshape(len(x), -1), axis=0)) for c, x in right.items()}
     assert not wrong[pool.take(n)].any()
-    assert wrong[pool.take(PLAN, selected=False)].sum() == wrong.sum()  # the whole pool
-    np.testing.assert_array_equal(pool.draw[pool.take(n, selected=False)],
+    assert wrong[pool.take(PLAN, by="draw")].sum() == wrong.sum()  # the whole pool
+    np.testing.assert_array_equal(pool.draw[pool.take(n, by="draw")],
                                   np.concatenate([np.arange(n[c]) for c in range(3)]))
 
 
@@ -379,7 +443,7 @@ def test_the_pool_roundtrips_and_refuses_to_hand_out_more_than_it_has(tmp_path: 
     for name in ("images", "labels", "seeds", "scores", "draw"):
         np.testing.assert_array_equal(getattr(back, name), getattr(pool, name))
     assert back.take({0: 2, 1: 1}).tolist() == [1, 2, 4]  # best first, per class
-    assert back.take({0: 2, 1: 1}, selected=False).tolist() == [0, 1, 3]  # draw order
+    assert back.take({0: 2, 1: 1}, by="draw").tolist() == [0, 1, 3]  # draw order
     with pytest.raises(PipelineError, match="has 2 images of class 1, 3 were asked for"):
         back.take({1: 3})
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
@@ -396,8 +460,8 @@ def test_the_pool_hands_out_a_repeated_image_only_after_every_distinct_one() -> 
                          np.array([.9, .9, .9, .5, .4, .5, .1]), np.arange(7, dtype=np.int64))
     assert pool.take({0: 4}).tolist() == [0, 3, 4, 6]  # a, b, c, d: best first
     assert pool.take({0: 6}).tolist() == [0, 3, 4, 6, 1, 5]  # then the first repeats, best first
-    assert pool.take({0: 4}, selected=False).tolist() == [0, 3, 4, 6]  # draw order, same rule
-    assert pool.take({0: 7}, selected=False).tolist() == [0, 3, 4, 6, 1, 5, 2]
+    assert pool.take({0: 4}, by="draw").tolist() == [0, 3, 4, 6]  # draw order, same rule
+    assert pool.take({0: 7}, by="draw").tolist() == [0, 3, 4, 6, 1, 5, 2]
 
 
 def test_pool_plan_draws_a_class_balanced_pool() -> None:

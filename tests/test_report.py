@@ -94,7 +94,8 @@ def test_every_image_on_the_page_is_a_png_of_sensible_size(binary_report) -> Non
     assert {"figures/class_counts.png", "figures/gan_losses.png", "figures/recall.png",
             "figures/roc.png", "figures/balanced_accuracy.png", "figures/confusion.png",
             "figures/real_vs_synthetic.png", "figures/samples.png",
-            "figures/closest_pairs.png", "figures/selection.png"} == set(sources)
+            "figures/closest_pairs.png", "figures/selection.png",
+            "figures/shortcut.png"} == set(sources)
     for src in sources:
         width, height = png_size(page.parent / src)
         assert 300 <= width <= 2000 and 150 <= height <= 2000, (src, width, height)
@@ -257,6 +258,27 @@ def test_no_notice_when_prepare_changed_nothing(tmp_path: Path,
     assert "changed the data" not in shown
 
 
+def test_the_page_shows_the_audit_warning_when_its_threshold_fell_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planted fault: the warning in metrics/generate.json but nowhere on the page."""
+    monkeypatch.setattr(pipeline.report.page, "save_figures", lambda *args: {})
+    root = write_outputs(tmp_path / "run", class_names=BINARY, evaluate=binary_evaluate())
+    quiet = visible(build_report(load_inputs(root / "metrics", root / "plots"),
+                                 out_dir=tmp_path / "quiet").read_text())
+    generate = json.loads((root / "metrics/generate.json").read_text())
+    generate.update(memorization_warning="memorization audit: 78 of 78 validation images are "
+                    "copies of training images", memorization_threshold_source="near-copy fallback")
+    (root / "metrics/generate.json").write_text(json.dumps(generate))
+    shown = visible(build_report(load_inputs(root / "metrics", root / "plots"),
+                                 out_dir=tmp_path / "reports").read_text())
+    assert "fell back" not in quiet
+    assert ("The memorization audit fell back to flagging copies only memorization audit: 78 of "
+            "78 validation images are copies of training images") in shown
+    facts = kv(section((tmp_path / "reports/index.html").read_text(),
+                       "Synthetic image quality and privacy"))
+    assert "near-copy fallback" in facts.values(), facts
+
+
 def test_the_legend_explains_each_variant_family_once(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pipeline.report.page, "save_figures", lambda *args: {})
@@ -279,7 +301,8 @@ def test_the_legend_explains_each_variant_family_once(tmp_path: Path,
 def test_the_report_templates_are_package_data() -> None:
     """Every non-Python file of pipeline/report is declared package data in pyproject.toml, so
     a non-editable install (a wheel) carries the page's skeleton, CSS and reading guide."""
-    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    import tomllib  # Python >= 3.11, as pyproject.toml requires
+
     patterns = tomllib.loads((REPO / "pyproject.toml").read_text())[
         "tool"]["setuptools"]["package-data"]["pipeline.report"]
     data = [p.name for p in (REPO / "pipeline/report").iterdir()

@@ -1,13 +1,16 @@
 """The report in a real browser: headless Chromium renders reports/index.html at 1280x800, every
 figure must load and the verdict must be readable on the first screen, without scrolling.
 
-Skips where no Chromium is installed (Debian/Ubuntu: `apt-get install chromium`). Run it alone
-with `pytest -m browser`; the screenshot lands in the test's tmp_path (printed on failure).
+Skips where no Chromium is installed (Debian/Ubuntu: `apt-get install chromium`), except in CI
+(`CI=true`, which `.ci/run` exports after installing Chromium): there a missing browser is a
+failure, so CI never passes without having rendered the report. Run it alone with
+`pytest -m browser`; the screenshot lands in the test's tmp_path (printed on failure).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -69,12 +72,21 @@ def probe(report_dir: Path, tmp_path: Path) -> dict:
     return json.loads(raw.replace("&quot;", '"').replace("&amp;", "&"))
 
 
-@pytest.fixture(scope="module")
-def browser() -> str:
+def find_browser() -> str:
+    """Chromium's path; a skip where there is none, a failure where CI=true."""
     path = chromium()
+    if path is None and os.environ.get("CI", "").lower() == "true":
+        pytest.fail("CI=true but no Chromium found (chromium, chromium-browser or google-chrome "
+                    "on PATH): .ci/run installs it with apt-get; install it (apt-get install "
+                    "chromium) so CI shows that the report renders")
     if path is None:
         pytest.skip("no Chromium on this machine (apt-get install chromium)")
     return path
+
+
+@pytest.fixture(scope="module")
+def browser() -> str:
+    return find_browser()
 
 
 @pytest.mark.parametrize("kind", ["binary", "ten_classes"])

@@ -34,7 +34,7 @@ def fake_tracking(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     seen: dict[str, Any] = {"runs": [], "table": pd.DataFrame()}
 
     @contextlib.contextmanager
-    def stage_run(stage: str, *, params_digest: str, root: str | Path = "."):
+    def stage_run(stage: str, *, params_digest: str, root: str | Path = ".", tags=None):
         run = FakeRun()
         seen["runs"].append((stage, params_digest, run))
         yield run
@@ -78,7 +78,7 @@ def test_stage_writes_the_report_and_logs_it(
     assert ("index.html", None) in run.artifacts
     logged = sorted(name for name, where in run.artifacts if where == "figures")
     assert logged == sorted(p.name for p in (root / "reports/figures").glob("*.png"))
-    assert len(logged) == 14  # 10 figures + the 4 original grids
+    assert len(logged) == 16  # 11 figures + the 5 original grids
     assert table((root / "reports/index.html").read_text(), "metric")["minority_recall"] == \
         ["0.765"]
 

@@ -127,3 +127,20 @@ def test_the_verdict_groups_variants_by_what_evaluate_recorded_not_by_their_name
     chosen = verdict(ev, class_names=BINARY, headline={
         **headline_of(0.02, (-0.02, 0.06)), "gan": "mixup", "baseline": "gan_lookalike"})
     assert "mixup, the best of 1 GAN configuration, and gan_lookalike" in chosen
+
+
+def test_verdict_states_the_minimum_detectable_difference_and_the_one_se_rule() -> None:
+    ev, counts = binary_evaluate(), {"0": 42, "1": 114}
+    h = {**headline_of(0.01, (-0.04, 0.06)), "balanced_accuracy_mdd80": 0.0712,
+         "selection_rule": "one_se"}
+    text = verdict(ev, class_names=BINARY, test_counts=counts, headline=h)
+    assert text.startswith("Chosen on the validation split (the test split played no part): "
+                           "gan of 1 GAN configuration and class_weight of the variants without "
+                           "synthetic images, each the simplest within one paired standard "
+                           "error of the best.")
+    assert "So: no difference larger than 7.1 points of balanced accuracy (the smallest this " \
+           "test split and seed count detect with 80% power" in text
+    # an interval that excludes 0 found a difference: no power caveat
+    clear = verdict(ev, class_names=BINARY, test_counts=counts,
+                    headline={**h, "balanced_accuracy_delta_ci95": [0.01, 0.09]})
+    assert "no difference larger than" not in clear

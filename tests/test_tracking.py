@@ -172,3 +172,24 @@ def test_flatten_gives_dotted_numeric_leaves() -> None:
 
 def test_flatten_keeps_numpy_numbers() -> None:
     assert flatten({"n": np.int64(3), "f": np.float32(0.5)}) == {"n": 3.0, "f": 0.5}
+
+
+def test_setting_tags_name_the_scarcity_and_method_and_children_inherit_them(
+        tracking_env: str, tmp_path: Path) -> None:
+    from pipeline.config import parse_config
+    from pipeline.stage import setting_tags
+
+    cfg = parse_config({"prepare": {"imbalance": "counts", "keep_counts": {"malignant": 25, 0: 9}},
+                        "train_gan": {"method": "stylegan"}})
+    tags = setting_tags(cfg)
+    assert tags == {"prepare.imbalance": "counts", "prepare.keep_counts": "0=9,malignant=25",
+                    "train_gan.method": "stylegan"}
+    assert "prepare.keep_counts" not in setting_tags(parse_config({}))
+    with stage_run("evaluate", params_digest="t", root=tmp_path, tags=tags) as run:
+        with run.child("real", {"stage": "evaluate"}) as child:
+            child_id = run_id = child.run_id
+        run_id = run.run_id
+    for rid in (run_id, child_id):
+        got = client().get_run(rid).data.tags
+        assert {k: got.get(k) for k in tags} == tags
+    assert client().get_run(run_id).data.tags["stage"] == "evaluate"

@@ -11,7 +11,9 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from pipeline.artifacts import Split
 from pipeline.config import DataConfig, PrepareConfig
-from pipeline.data.imbalance import keep_fractions, resolve_imbalance, subsample_indices
+from pipeline.data.imbalance import (
+    keep_counts, keep_fractions, nested_indices, resolve_imbalance, subsample_indices,
+)
 from pipeline.data.sources import SOURCES, RawDataset, require_two_classes
 from pipeline.errors import PipelineError
 
@@ -124,9 +126,8 @@ def prepare_dataset(data: DataConfig, cfg: PrepareConfig, *, seed: int) -> Prepa
         duplicates["dropped_from_train"] = n_train - len(index["train"])
 
     train_before = class_counts(raw.labels[index["train"]], n_classes)
-    fractions = keep_fractions(n_classes, cfg, source=data.source, class_names=raw.class_names)
-    index["train"] = index["train"][subsample_indices(raw.labels[index["train"]], fractions,
-                                                      seed=seed)]
+    kept, fractions = _kept(raw, index["train"], cfg, source=data.source, seed=seed)
+    index["train"] = index["train"][kept]
     splits = {s: _take(raw, index[s]) for s in ("val", "test")}
     splits["train"] = _take_in_place(raw, index["train"])
     counts = {s: class_counts(splits[s].labels, n_classes) for s in SPLITS}
@@ -155,6 +156,20 @@ def prepare_dataset(data: DataConfig, cfg: PrepareConfig, *, seed: int) -> Prepa
     report["data_changes"] = data_changes(report, image_size=cfg.image_size,
                                           imbalance=cfg.imbalance, channels=cfg.channels)
     return PreparedDataset(splits, raw.class_names, report, source=raw.source)
+
+
+def _kept(raw: RawDataset, train: np.ndarray, cfg: PrepareConfig, *, source: str,
+          seed: int) -> tuple[np.ndarray, dict[int, float]]:
+    """Positions in `train` of the training images the imbalance setting keeps, and the share
+    of each class kept."""
+    labels, n_classes = raw.labels[train], len(raw.class_names)
+    if resolve_imbalance(cfg.imbalance, source=source) == "counts":
+        counts = keep_counts(labels, cfg, n_classes=n_classes, class_names=raw.class_names)
+        have = np.bincount(labels, minlength=n_classes)
+        return (nested_indices(labels, counts, seed=seed),
+                {c: n / have[c] for c, n in counts.items()})
+    fractions = keep_fractions(n_classes, cfg, source=source, class_names=raw.class_names)
+    return subsample_indices(labels, fractions, seed=seed), fractions
 
 
 def _resized(native: dict[str, int], shape: tuple[int, ...]) -> dict[str, Any] | None:

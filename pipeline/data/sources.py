@@ -9,6 +9,7 @@ Each reader records the images' native sizes, so the report can say what was res
 from __future__ import annotations
 
 import re
+import zipfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,7 +81,7 @@ def load_medmnist_source(data: DataConfig, cfg: PrepareConfig) -> RawDataset:
                 images.append(x if x.ndim == 4 else x[..., None])
                 labels.append(y.reshape(-1).astype(np.int64))
                 split.append(np.full(len(y), s))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # truncated, not a zip, ...
         raise PipelineError(f"{path}: not a readable .npz file ({e})") from None
     sizes: Counter[str] = Counter()
     for x in images:
@@ -163,8 +164,8 @@ def load_csv_source(data: DataConfig, cfg: PrepareConfig) -> RawDataset:
     # export, whose synthetic rows belong to no patient) they are allowed.
     if patients is not None and split is None and (patients == "").any():
         row = int(np.flatnonzero(patients == "")[0]) + 2
-        raise PipelineError(f"{manifest}: row {row} has an empty patient_id; fill it in, drop "
-                            "the column, or add a split column")
+        raise PipelineError(f"{manifest}: row {row} has an empty patient_id; fill it in or drop "
+                            "the column (with a split column, empty ids are allowed)")
     return _decode(paths, labels, names, cfg, data, split=split, patient_ids=patients,
                    source=str(manifest))
 

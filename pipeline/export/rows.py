@@ -85,10 +85,11 @@ def chosen_variant(evaluate: Mapping[str, Any] | None, cfg: EvaluateConfig) -> V
 
 
 def with_chosen(train: Split, pool: SyntheticPool, variant: Variant, *, n_classes: int,
-                seed: int) -> tuple[Part, TrainingSet]:
+                seed: int, synthetic_weight: float = 1.0) -> tuple[Part, TrainingSet]:
     """The training part of `variant`: what the registry builds (the real rows first), each
     synthetic row carrying the seed and score of the pool image it is."""
-    data = VARIANTS[variant.base](train, pool, variant, n_classes=n_classes, seed=seed)
+    data = VARIANTS[variant.base](train, pool, variant, n_classes=n_classes, seed=seed,
+                                  synthetic_weight=synthetic_weight)
     idx = data.pool_index
     if idx is None:
         raise PipelineError(f"evaluate variant {variant.name!r} does not say which synthetic "
@@ -145,7 +146,8 @@ def build_export(data_dir: Path, synthetic_dir: Path, *, evaluate: Mapping[str, 
         train = with_shipped(splits["train"], synthetic_dir)
     else:
         train, data = with_chosen(splits["train"], load_pool(synthetic_dir / "pool.npz"), variant,
-                                  n_classes=n_classes, seed=seed)
+                                  n_classes=n_classes, seed=seed,
+                                  synthetic_weight=cfg.synthetic_weight)
         weights, pretrain = data.class_weights, data.pretrain is not None
     parts = {"train": train, **{s: real_part(splits[s]) for s in ("val", "test")}}
     return ExportSet(parts, list(class_names), None if variant is None else variant.name,

@@ -6,6 +6,7 @@ CNN trained on the real training split); nothing here loads weights or downloads
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -249,16 +250,62 @@ def nearest_distances(
     return dist, idx.astype(np.int64)
 
 
+# A row closer to a training row than this fraction of the training set's typical spacing (the
+# median distance from a training row to its nearest *other* training row) is a near copy: far
+# below where genuinely new images land (their 1st-percentile distance was 0.55-0.87 of the spacing
+# on 8-D and 64-D Gaussians and on the digits' pixels), far above float noise.
+NEAR_COPY_FRACTION = 0.1
+_SPACING_ROWS = 1000  # training rows whose nearest-other distance estimates the spacing
+_SPACING_CHUNK = 64  # rows of the (rows, N) distance block held at once
+
+
 @dataclass(frozen=True, eq=False)
 class MemorizationAudit:
     """Result of `memorization_audit`; arrays are per synthetic row unless named test_."""
 
-    threshold: float  # the `percentile`-th percentile of test_distances
+    threshold: float  # flag rows closer than this (see threshold_source)
     distances: np.ndarray  # (S,) distance of each synthetic row to its nearest training row
     nearest: np.ndarray  # (S,) index into train of that row
-    memorized: np.ndarray  # (S,) bool: distances < threshold
+    memorized: np.ndarray  # (S,) bool: `flag(distances)`
     memorization_rate: float  # memorized.mean()
     test_distances: np.ndarray  # (T,) distance of each real test row to its nearest training row
+    near_copy_distance: float = 0.0  # NEAR_COPY_FRACTION x the training set's typical spacing
+    calibration_excluded: int = 0  # test rows that are (near) copies of training rows: not used
+    threshold_source: str = "validation"  # or "near-copy fallback" (see `warning`)
+    warning: str | None = None  # why the fallback was used; None when calibrated
+
+    def flag(self, distances: np.ndarray) -> np.ndarray:
+        """Memorized: closer than the threshold, and always an exact or near copy, whatever the
+        calibration said."""
+        return (distances < self.threshold) | (distances <= self.near_copy_distance)
+
+    def report(self) -> dict[str, float | int | str]:
+        """The audit's calibration for metrics/generate.json (`memorization_warning` only when
+        the fallback was used)."""
+        out: dict[str, float | int | str] = {
+            "memorization_threshold_source": self.threshold_source,
+            "memorization_near_copy_distance": self.near_copy_distance,
+            "memorization_calibration_excluded": self.calibration_excluded}
+        if self.warning:
+            out["memorization_warning"] = self.warning
+        return out
+
+
+def typical_spacing(train: np.ndarray) -> float:
+    """Median distance from a training row to its nearest *other*, non-identical training row
+    (estimated on up to _SPACING_ROWS evenly spaced rows); 0 when all rows are identical."""
+    train = _features("train", train, min_rows=1)
+    idx = np.unique(np.linspace(0, len(train) - 1, min(len(train), _SPACING_ROWS)).astype(int))
+    ref = torch.from_numpy(train)
+    nearest = []
+    for s in range(0, len(idx), _SPACING_CHUNK):
+        # exact mode: an identical row must come out at exactly 0 to be skipped
+        block = torch.cdist(ref[idx[s:s + _SPACING_CHUNK]], ref,
+                            compute_mode="donot_use_mm_for_euclid_dist")  # (rows, N)
+        nearest.append(block.masked_fill(block <= 0, float("inf")).min(dim=1).values)
+    d = torch.cat(nearest).numpy()
+    d = d[np.isfinite(d)]
+    return float(np.median(d)) if len(d) else 0.0
 
 
 def memorization_audit(
@@ -270,8 +317,14 @@ def memorization_audit(
     Data-Copying in Generative Models"): real test rows calibrate how close a genuinely new sample
     gets to the training set, and a synthetic row closer to a training row than all but
     `percentile` % of test rows is flagged as memorized. A generator that samples the real
-    distribution without copying is thus flagged at a rate of about percentile / 100; copies of
-    training rows (distance ~0) are always flagged.
+    distribution without copying is thus flagged at a rate of about percentile / 100.
+
+    The audit cannot switch itself off: test rows that are exact or near copies of training rows
+    (closer than `near_copy_distance`, NEAR_COPY_FRACTION of the training set's typical spacing)
+    do not calibrate the threshold, since a few duplicates across the splits would otherwise put
+    the percentile at 0 and flag nothing; if no test row is left, or the threshold is not above
+    the near-copy distance, the near-copy distance is used and `warning` says so. Exact and near
+    copies of training rows are always flagged.
     """
     synthetic = _features("synthetic", synthetic, min_rows=1)
     train = _features("train", train, min_rows=1)
@@ -283,8 +336,23 @@ def memorization_audit(
         raise ValueError(f"percentile must be in [0, 100], got {percentile}")
     d_syn, nearest = nearest_distances(synthetic, train)
     d_test, _ = nearest_distances(test, train)
-    threshold = float(np.percentile(d_test, percentile))
-    memorized = d_syn < threshold
-    return MemorizationAudit(threshold=threshold, distances=d_syn, nearest=nearest,
-                             memorized=memorized, memorization_rate=float(memorized.mean()),
-                             test_distances=d_test)
+    near = NEAR_COPY_FRACTION * typical_spacing(train)
+    calibration = d_test[d_test > near]
+    threshold = float(np.percentile(calibration, percentile)) if len(calibration) else near
+    source, warning = "validation", None
+    if not threshold > near:
+        warning = (f"memorization audit: {len(d_test) - len(calibration)} of {len(d_test)} "
+                   f"validation images are copies of training images, so they cannot calibrate "
+                   f"the threshold; it falls back to the near-copy distance ({near:.4g}), which "
+                   "flags exact and near copies of training images only. Fix the splits "
+                   "(metrics/prepare.json lists cross-split duplicates; prepare.drop_duplicates: "
+                   "true removes them from train)")
+        threshold, source = near, "near-copy fallback"
+    audit = MemorizationAudit(
+        threshold=threshold, distances=d_syn, nearest=nearest, memorized=np.zeros(0, bool),
+        memorization_rate=0.0, test_distances=d_test, near_copy_distance=near,
+        calibration_excluded=int(len(d_test) - len(calibration)), threshold_source=source,
+        warning=warning)
+    memorized = audit.flag(d_syn)
+    return dataclasses.replace(audit, memorized=memorized,
+                               memorization_rate=float(memorized.mean()))

@@ -26,6 +26,7 @@ GRID_TITLES = {
     "real_vs_synthetic": "Real training images (left) | synthetic (right)",
     "closest_pairs": "Synthetic images nearest to a training image, nearest first",
     "selection": "Shipped synthetic images: best-scored (left) | worst-scored (right)",
+    "shortcut": "Most synthetic-looking (left) | most real-looking (right)",
 }
 GRID_ROWS = {"closest_pairs": ["synthetic", "nearest real"]}  # grids whose rows are not classes
 

@@ -18,7 +18,8 @@ from pipeline.report.fmt import is_number, split_counts
 REQUIRED_METRICS = {"prepare.json": "prepare", "train_gan.json": "train_gan",
                     "generate.json": "generate", "evaluate.json": "evaluate"}
 GRIDS = {"samples": "train_gan/samples.png", "real_vs_synthetic": "generate/real_vs_synthetic.png",
-         "closest_pairs": "generate/closest_pairs.png", "selection": "generate/selection.png"}
+         "closest_pairs": "generate/closest_pairs.png", "selection": "generate/selection.png",
+         "shortcut": "generate/shortcut.png"}
 
 
 @dataclass(frozen=True)

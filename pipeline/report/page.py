@@ -20,6 +20,7 @@ from pipeline.report.tables import (
     dataset_tables, kv_table, mlflow_tables, quality_table, recall_table, selection_html,
     variant_tables,
 )
+from pipeline.report.shortcut import shortcut_guard, shortcut_html
 from pipeline.report.verdict import verdict
 from pipeline.tracking import flatten
 
@@ -35,6 +36,11 @@ VARIANT_WORDS = {
     "gan_random": "the same share of synthetic images, taken without selection",
     "gan_class_weight": "real + synthetic images, with class weights",
     "gan_pretrain": "first trained on synthetic images only, then on the real ones",
+    "gan_real": "the same share of synthetic images, those a real-vs-synthetic classifier found "
+                "most real-looking first",
+    "gan_mix": "every class, the largest too, gets synthetic images (r times its own count), with "
+               "class weights: being synthetic says nothing about the class",
+    "gan_downweight": "real + synthetic images, each synthetic one counting less in the loss",
 }
 
 
@@ -61,8 +67,9 @@ def _page_body(inputs: ReportInputs, names: Sequence[str], figs: Mapping[str, st
                mlflow_table: pd.DataFrame | None, mlflow_note: str) -> str:
     ev = inputs.evaluate
     test_counts = split_counts(inputs.prepare, "test")
-    summary = verdict(ev, class_names=names, test_counts=test_counts,
-                      headline=inputs.headline)
+    summary = " ".join(filter(None, [
+        verdict(ev, class_names=names, test_counts=test_counts, headline=inputs.headline),
+        shortcut_guard(ev, inputs.generate, names)]))
     parts = [
         "<h1>Does GAN augmentation help? Pipeline report</h1>",
         _glance_html(inputs, names) + _data_changes_html(inputs.prepare),
@@ -78,7 +85,8 @@ def _page_body(inputs: ReportInputs, names: Sequence[str], figs: Mapping[str, st
             original="figures/real_vs_synthetic_original.png")
             + _figure(figs, "samples", "Generator samples at the end of training.",
                       original="figures/samples_original.png")),
-        _section("Synthetic image quality and privacy", quality_table(inputs)
+        _section("Synthetic image quality and privacy", _audit_warning_html(inputs.generate)
+                 + quality_table(inputs)
                  + _figure(figs, "closest_pairs", "Top: the synthetic images closest to a real "
                            "training image (in feature space); bottom: that training image. "
                            "Near-identical pairs would be copies of patients' images.",
@@ -88,6 +96,17 @@ def _page_body(inputs: ReportInputs, names: Sequence[str], figs: Mapping[str, st
                            "the real-data classifier's probability of the intended class times "
                            "the image's realism against that class's real training images.",
                            original="figures/selection_original.png")),
+        _section("Can a classifier tell the synthetic images from real ones?", (
+            "<p>Per class, a small classifier is trained to tell real training images from half "
+            "of that class's synthetic images and scored (ROC AUC, 95% CI) on real validation "
+            "images against the other half: on pixels (gradient-boosted trees) and in the "
+            "feature extractor's space (logistic regression). 0.5: it cannot tell them apart; "
+            "near 1: it can, and a downstream classifier can use the difference as a shortcut "
+            "instead of the anatomy.</p>") + shortcut_html(inputs.generate, names)
+            + _figure(figs, "shortcut", "Per class, among each class's real count of its "
+                      "best-scored candidates: the most synthetic-looking to a cross-fitted "
+                      "real-vs-synthetic classifier (left), the most real-looking (right).",
+                      original="figures/shortcut_original.png")),
         _section("GAN training", kv_table(_scalars(inputs.train_gan))
                  + _figure(figs, "gan_losses", "Losses by training step.")),
         _section("Variants on the test split",
@@ -133,6 +152,15 @@ def _data_changes_html(prepare: Mapping[str, Any]) -> str:
     items = "".join(f"<li>{esc(c)}</li>" for c in changes)
     return (f'<div class="notice"><b>The pipeline changed the data before training</b>'
             f"<ul>{items}</ul></div>")
+
+
+def _audit_warning_html(generate: Mapping[str, Any]) -> str:
+    """generate's memorization audit could not calibrate its threshold: said, never small print."""
+    warning = generate.get("memorization_warning")
+    if not warning:
+        return ""
+    return (f'<div class="notice"><b>The memorization audit fell back to flagging copies only'
+            f"</b><p>{esc(warning)}</p></div>")
 
 
 def _legend_html(ev: Mapping[str, Any]) -> str:

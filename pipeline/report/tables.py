@@ -29,6 +29,10 @@ QUALITY_ROWS = [
     ("train_gan", "best_step", "generator kept: the training step with the lowest FID"),
     ("generate", "memorization_rate", "memorization rate: share of drawn synthetic images closer "
                                       "to a training image than 99% of real validation images are"),
+    ("generate", "memorization_threshold_source", "where the memorization threshold came from "
+                                                  "(validation, or the near-copy fallback)"),
+    ("generate", "memorization_calibration_excluded",
+     "validation images left out of the calibration as copies of training images"),
     ("generate", "memorization_rate_shipped", "memorization rate of the images shipped"),
     ("generate", "score_mean_shipped", "mean selection score of the images shipped (0-1: real-data "
                                        "classifier's confidence x realism)"),
@@ -107,8 +111,21 @@ def selection_html(selection: Mapping[str, Any]) -> str:
         return ""
     return (f"<p>Chosen by <code>{esc(str(selection.get('by')))}</code> on the validation split: "
             f"GAN configuration <b>{esc(str(selection.get('gan')))}</b>, baseline "
-            f"<b>{esc(str(selection.get('baseline')))}</b>. The test columns below are reported, "
-            "never used to choose.</p>")
+            f"<b>{esc(str(selection.get('baseline')))}</b>{_rule_text(selection)}. The test "
+            "columns below are reported, never used to choose.</p>")
+
+
+def _rule_text(selection: Mapping[str, Any]) -> str:
+    """The selection rule and how often it picks the same pair in validation resamples."""
+    rule, stable = selection.get("rule"), (selection.get("stability") or {}).get(
+        selection.get("rule"))
+    if not rule:
+        return ""
+    text = f", by the <code>{esc(str(rule))}</code> rule ({esc(str(selection.get('rule_text')))})"
+    if is_number(stable):
+        text += (f"; the same pair in {100 * stable:.0f}% of "
+                 f"{selection.get('stability_resamples')} validation resamples")
+    return text
 
 
 def variant_tables(ev: Mapping[str, Mapping[str, Any]]) -> str:

@@ -67,9 +67,16 @@ def _headline_sentence(runs: Mapping[str, Mapping[str, Any]], h: Mapping[str, An
     """The validation-chosen GAN configuration against the validation-chosen baseline, on test."""
     g, b = h["gan"], h["baseline"]
     n_gan = sum(1 for m in runs.values() if uses_synthetic(m))
-    text = (f"Chosen on the validation split (the test split played no part): {g}, the best of "
-            f"{n_gan} GAN configuration{'s' if n_gan != 1 else ''}, and {b}, the best variant "
-            f"without synthetic images. On the test split, {g} against {b}: ")
+    plural = "s" if n_gan != 1 else ""
+    if h.get("selection_rule") == "one_se":
+        chosen = (f"{g} of {n_gan} GAN configuration{plural} and {b} of the variants without "
+                  "synthetic images, each the simplest within one paired standard error of the "
+                  "best")
+    else:
+        chosen = (f"{g}, the best of {n_gan} GAN configuration{plural}, and {b}, the best "
+                  "variant without synthetic images")
+    text = (f"Chosen on the validation split (the test split played no part): {chosen}. "
+            f"On the test split, {g} against {b}: ")
     shown = []
     for label, key in (("balanced accuracy", "balanced_accuracy"),
                        ("minority recall", "minority_recall"), ("ROC AUC", "roc_auc")):
@@ -98,6 +105,7 @@ def _headline_sentence(runs: Mapping[str, Mapping[str, Any]], h: Mapping[str, An
     else:
         text += (f"The synthetic images are not distinguishable from {b} at this test-set "
                  f"size{size}.")
+    text += _power_sentence(h, ci)
     width = h.get("balanced_accuracy_delta_ci95_width")
     if is_number(width):
         can = "can" if h.get("resolves_2_points") else "cannot"
@@ -113,6 +121,16 @@ def _headline_sentence(runs: Mapping[str, Mapping[str, Any]], h: Mapping[str, An
             text += (f"; the test set alone accounts for {f3(test_only)}, so more seeds "
                      "(evaluate.seeds) would narrow it.")
     return text
+
+
+def _power_sentence(h: Mapping[str, Any], ci: Any) -> str:
+    """What 'not distinguishable' means here: the minimum detectable difference at 80% power."""
+    mdd = h.get("balanced_accuracy_mdd80")
+    if not is_number(mdd) or not is_interval(ci) or not ci[0] <= 0 <= ci[1]:
+        return ""
+    return (f" So: no difference larger than {100 * mdd:.1f} points of balanced accuracy "
+            f"(the smallest this test split and seed count detect with 80% power, 2.8 paired "
+            "standard errors); a smaller one could go unseen.")
 
 
 def _winner_sentence(runs: Mapping[str, Mapping[str, Any]], key: str, label: str,
