@@ -183,6 +183,20 @@ def test_a_pretrain_choice_exports_its_pretraining_set(inputs) -> None:
     assert "pretrains on the synthetic rows" in sheet_of(ex, inputs["docs"])
 
 
+def test_a_down_weighted_choice_exports_each_rows_loss_weight(inputs, tmp_path) -> None:
+    docs = inputs["docs"]["evaluate"]
+    cfg = EvaluateConfig(variants=("real", "gan_downweight"), synthetic_weight=0.25)
+    ex = export_of(inputs, evaluate={**docs, "selection": {"gan": "gan_downweight@0.5"}}, cfg=cfg)
+    train = ex.parts["train"]
+    assert train.sample_weights.tolist() == [1.0] * sum(TRAIN) + [0.25] * 5
+    write_export(ex, tmp_path / "out", fmt="csv", datasheet=sheet_of(ex, inputs["docs"]))
+    table = pd.read_csv(tmp_path / "out" / "dataset.csv")
+    train_rows = table[table["split"] == "train"]
+    assert train_rows.groupby("synthetic")["sample_weight"].unique().to_dict() == {
+        False: [1.0], True: [0.25]}
+    assert "column `sample_weight`" in (tmp_path / "out" / "DATASHEET.md").read_text()
+
+
 def test_a_choice_that_the_params_no_longer_list_is_refused(inputs) -> None:
     with pytest.raises(PipelineError, match=r"gan@0.5.*dvc repro evaluate"):
         export_of(inputs, cfg=EvaluateConfig(synthetic_ratios=(1.0,)))

@@ -211,6 +211,9 @@ def _uses(d: SheetInputs) -> list[str]:
     if ex.pretrain:
         notes.insert(0, f"`{ex.chosen}` pretrains on the synthetic rows and then fine-tunes on "
                      "the real rows: use the two groups in that order, not mixed.")
+    if ex.parts["train"].sample_weights is not None:
+        notes.insert(0, f"`{ex.chosen}` weights each row's loss: column `sample_weight` (real "
+                     "rows 1, synthetic rows less); use it as a per-sample loss weight.")
     if ex.class_weights is not None:
         weights = ", ".join(f"{n}: {w:.4f}" for n, w in zip(ex.class_names, ex.class_weights))
         notes.insert(0, f"`{ex.chosen}` trains with these loss weights per class: {weights}.")

@@ -10,6 +10,7 @@ took, which gives each synthetic row its seed and score. Without a chosen synthe
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ class Part:
     seeds: np.ndarray  # (N,) int64 latent seed of a synthetic row; -1 on real rows
     scores: np.ndarray  # (N,) float64 selection score of a synthetic row; NaN on real rows
     patient_ids: np.ndarray | None = None  # (N,) str; "" on synthetic rows; None: input had none
+    sample_weights: np.ndarray | None = None  # (N,) loss weight per row (gan_downweight); None: 1
 
     def counts(self, n_classes: int, *, synthetic: bool | None = None) -> dict[int, int]:
         """Rows per class: all of them, or only the synthetic (True) or real (False) ones."""
@@ -106,8 +108,11 @@ def with_chosen(train: Split, pool: SyntheticPool, variant: Variant, *, n_classe
     # patient ids belong to the real rows only when they are the training split as it is
     same = (n_real == len(train.labels) and np.array_equal(labels[:n_real], train.labels)
             and np.array_equal(images[:n_real], train.images))
-    return _joined(images, labels, n_real, pool.seeds[idx], pool.scores[idx],
-                   train.patient_ids if same else None), data
+    part = _joined(images, labels, n_real, pool.seeds[idx], pool.scores[idx],
+                   train.patient_ids if same else None)
+    if data.sample_weights is not None and data.pretrain is None:
+        part = dataclasses.replace(part, sample_weights=np.asarray(data.sample_weights, float))
+    return part, data
 
 
 def with_shipped(train: Split, synthetic_dir: Path) -> Part:

@@ -60,6 +60,8 @@ def provenance(ex: ExportSet, split: str, part: Part, *, where: list[str], colum
     table["seed"] = pd.Series(part.seeds, dtype="Int64").mask(~synthetic)  # empty on real rows
     table["score"] = part.scores.round(6)
     table["checkpoint_sha256"] = np.where(synthetic, ex.checkpoint_sha256, "")
+    if part.sample_weights is not None:  # the loss weight the chosen variant trains each row with
+        table["sample_weight"] = part.sample_weights
     return table
 
 
@@ -97,6 +99,8 @@ def write_npz(ex: ExportSet, out: Path, *, writer: Callable = write_png) -> None
         arrays[f"{split}_images"] = images  # MedMNIST: (N, H, W) grey or (N, H, W, 3)
         arrays[f"{split}_labels"] = part.labels.reshape(-1, 1)  # MedMNIST: (N, 1)
         arrays[f"{split}_synthetic"] = part.synthetic
+        if part.sample_weights is not None:
+            arrays[f"{split}_sample_weight"] = part.sample_weights
         tables.append(provenance(ex, split, part, where=list(range(len(part.labels))),
                                  column="index"))
     with open(out / "dataset.npz", "wb") as f:
