@@ -141,7 +141,8 @@ def evaluate_variants(
     for name, res in results.items():  # every variant against the validation-chosen baseline
         if base is not None and name != base:
             res.metrics["vs_baseline"] = paired(results, draws, name, base)
-    comparison.headline = headline(results, comparison.selection, draws, n_test=len(test.labels))
+    comparison.headline = headline(results, comparison.selection, draws, n_test=len(test.labels),
+                                   step=balanced_accuracy_step(test.labels, n_classes))
     return comparison
 
 
@@ -282,11 +283,23 @@ RESOLVE = 0.02
 POWER_Z = 1.959964 + 0.841621
 
 
+def balanced_accuracy_step(y_test: np.ndarray, n_classes: int) -> float:
+    """How far one test image of the smallest class moves balanced accuracy: 1 / (K x its count).
+    >>> balanced_accuracy_step(np.array([0] * 42 + [1] * 114), 2)
+    0.011905
+    """
+    counts = np.bincount(y_test, minlength=n_classes)
+    present = counts[counts > 0]
+    return round(1.0 / (len(present) * int(present.min())), 6) if len(present) else 1.0
+
+
 def headline(results: dict[str, VariantResult], selection: dict[str, Any], draws: Draws, *,
-             n_test: int) -> dict[str, Any]:
+             n_test: int, step: float = 0.0) -> dict[str, Any]:
     """The selected GAN configuration against the selected baseline on the test split (paired),
     with the interval's width: a 95% interval wider than 2 x RESOLVE cannot tell a 2-point
-    difference from noise. `..._width_test_only` is the width with the seeds held fixed: the part
+    difference from noise, and neither can a test split where one image of the smallest class
+    (`step`) moves balanced accuracy by more than RESOLVE / 2, however narrow the bootstrap
+    interval (every fit perfect on a tiny test split gives a 0-wide one). `..._width_test_only` is the width with the seeds held fixed: the part
     of the noise that comes from the test set's size, which more seeds cannot remove."""
     gan, base = selection.get("gan"), selection.get("baseline")
     if gan is None or base is None:
@@ -299,22 +312,25 @@ def headline(results: dict[str, VariantResult], selection: dict[str, Any], draws
                      - draws[base]["balanced_accuracy_test_only"])
         out["balanced_accuracy_delta_ci95_width"] = ci[1] - ci[0]
         out["balanced_accuracy_delta_ci95_width_test_only"] = hi - lo
-        out["resolves_2_points"] = bool(ci[1] - ci[0] <= 2 * RESOLVE)
+        out["balanced_accuracy_step"] = step
+        out["resolves_2_points"] = bool(ci[1] - ci[0] <= 2 * RESOLVE and step <= RESOLVE / 2)
         out.update(minimum_detectable(draws[gan]["balanced_accuracy"]
-                                      - draws[base]["balanced_accuracy"]))
+                                      - draws[base]["balanced_accuracy"], floor=step))
     out["selection_rule"] = selection.get("rule")
     return out
 
 
-def minimum_detectable(delta_draws: np.ndarray) -> dict[str, float]:
+def minimum_detectable(delta_draws: np.ndarray, *, floor: float = 0.0) -> dict[str, float]:
     """The paired bootstrap SE of a balanced-accuracy difference and the smallest true difference
-    this test split and seed count detect at 80% power (two-sided 5%): POWER_Z x SE, about 2.8 SE.
+    this test split and seed count detect at 80% power (two-sided 5%): POWER_Z x SE, about 2.8 SE,
+    and never less than `floor` (one test image of the smallest class: a bootstrap of fits that
+    are all right has SE 0, yet cannot detect less than one image).
     >>> minimum_detectable(np.array([-0.01, 0.01]))
     {'balanced_accuracy_delta_se': 0.01, 'balanced_accuracy_mdd80': 0.028016}
     """
     se = float(np.nanstd(delta_draws))
     return {"balanced_accuracy_delta_se": se,
-            "balanced_accuracy_mdd80": round(POWER_Z * se, 6)}
+            "balanced_accuracy_mdd80": round(max(POWER_Z * se, floor), 6)}
 
 
 def _ci(values: np.ndarray) -> list[float]:

@@ -194,8 +194,8 @@ def test_generate_audits_memorization(pipeline: Pipeline) -> None:
     assert g["score_mean_shipped"] >= g["score_mean_pool"]
 
 
-VARIANTS = ["class_weight", "gan@0.5", "gan@balance", "gan_pretrain", "oversample", "real",
-            "smote"]
+VARIANTS = ["class_weight", "gan@0.5", "gan@balance", "gan_mix@0.5", "gan_pretrain", "oversample",
+            "real", "smote"]
 
 
 def test_evaluate_scores_every_variant(pipeline: Pipeline) -> None:
@@ -209,7 +209,7 @@ def test_evaluate_scores_every_variant(pipeline: Pipeline) -> None:
     # chosen on validation, reported on test
     val = {v: res["val_balanced_accuracy"] for v, res in m.items()}
     gans = [v for v in m if m[v]["synthetic"]]
-    assert sorted(gans) == ["gan@0.5", "gan@balance", "gan_pretrain"]
+    assert sorted(gans) == ["gan@0.5", "gan@balance", "gan_mix@0.5", "gan_pretrain"]
     sel = doc["selection"]
     assert sel["highest"] == {"gan": max(gans, key=val.get),
                               "baseline": max((v for v in m if v not in gans), key=val.get)}
@@ -241,6 +241,8 @@ def test_evaluate_scores_every_variant(pipeline: Pipeline) -> None:
     assert m["gan@balance"]["n_train"] == len(train) + len(synthetic)
     assert m["gan@0.5"]["n_synthetic"] == sum(
         min(majority - n, round(0.5 * n)) for n in np.bincount(train))
+    # label-free mixing: every class, the majority too, gets half its count again
+    assert m["gan_mix@0.5"]["n_synthetic"] == sum(round(0.5 * n) for n in np.bincount(train))
     assert m["oversample"]["n_train"] == m["smote"]["n_train"] == 10 * majority
     recall = pd.read_csv(project / "plots/evaluate/recall.csv")
     assert len(recall) == 10 and sorted(recall.columns) == sorted(["class", *VARIANTS])
@@ -296,7 +298,7 @@ def test_mlflow_evaluate_has_one_child_run_per_variant(pipeline: Pipeline) -> No
     children = pipeline.runs(f"tags.mlflow.parentRunId = '{evaluate.info.run_id}'")
     assert sorted(r.data.tags["variant"] for r in children) == VARIANTS
     assert sorted(r.data.tags["augmentation"] for r in children) == [
-        "class_weight", "gan", "gan", "gan_pretrain", "oversample", "real", "smote"]
+        "class_weight", "gan", "gan", "gan_mix", "gan_pretrain", "oversample", "real", "smote"]
     assert sorted(r.data.tags.get("synthetic_ratio", "") for r in children
                   if r.data.tags["augmentation"] == "gan") == ["0.5", "balance"]
     for child in children:
