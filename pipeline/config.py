@@ -347,6 +347,24 @@ class EvaluateConfig:
         _check(self.device in DEVICES, "evaluate.device", f"must be one of {', '.join(DEVICES)}")
 
 
+# export.format: `same` (the input's own kind) or one of the writers of pipeline/export/writers.py
+# (tests/test_export.py checks that these are its names)
+EXPORT_FORMATS = ("same", "folder", "csv", "npz")
+ExportFormat = Literal[EXPORT_FORMATS]  # type: ignore[valid-type]
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    # The augmented dataset (data/export): real training images + the synthetic images of the
+    # configuration evaluate chose on validation, val and test beside them, and DATASHEET.md.
+    #   same    the input's own kind: folder -> class subfolders of PNG, csv -> a CSV manifest
+    #           with relative paths, medmnist (and the digits demo) -> a MedMNIST-style .npz
+    #   folder  <split>/<class>/*.png (torchvision ImageFolder) + manifest.csv
+    #   csv     images/<split>/*.png + dataset.csv (path,label,split[,patient_id], provenance)
+    #   npz     dataset.npz with MedMNIST keys (train_images, train_labels, ...) + manifest.csv
+    format: ExportFormat = "same"
+
+
 @dataclass(frozen=True)
 class Config:
     seed: int = 0
@@ -358,6 +376,7 @@ class Config:
     cyclegan: CycleGanConfig = field(default_factory=CycleGanConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     digest: str = ""  # sha256 of the params file; groups the MLflow runs of one pipeline execution
 
     def __post_init__(self) -> None:

@@ -58,6 +58,8 @@ class VariantResult:
     variant: Variant | None = None
     val_probas: np.ndarray | None = None  # (S, M, K) validation probabilities: what choices see
     val_scores: np.ndarray | None = None  # (S,) validation balanced accuracy per seed
+    train_digest: str = ""  # fingerprint of its training set (MLflow's dataset digest)
+    train_labels: np.ndarray | None = None  # (N,) its training set's labels
 
 
 @dataclass
@@ -118,7 +120,7 @@ def evaluate_variants(
         val_probas, test_probas = fitted[key]
         res = _summarize(test_probas, test.labels, data.labels, n_classes=n_classes,
                          minority=minority)
-        res.variant = v
+        res.variant, res.train_digest, res.train_labels = v, _fingerprint(data), data.labels
         val_seeds = [_seed_metrics(p, val.labels, minority=minority) for p in val_probas]
         res.val_probas = val_probas
         res.val_scores = np.array([m["balanced_accuracy"] for m in val_seeds])
@@ -350,11 +352,12 @@ def save_plots(plots: Path, comparison: Comparison) -> None:
 
 
 def log_variant_runs(run: Any, comparison: Comparison, histories: dict[tuple[str, int], list], *,
-                     cfg: EvaluateConfig, seed: int, plots: Path) -> None:
+                     cfg: EvaluateConfig, seed: int, plots: Path, data_source: str = "") -> None:
     """Under the evaluate stage's MLflow run `run` (which holds the selection and the headline):
     one run per variant, tagged augmentation=<base variant>, variant=<name>, synthetic_ratio=<r>
-    for the share sweep, with the same metric names everywhere, and one nested run per seed with
-    its training curves (`histories`: (variant, seed) -> [(step, metrics)])."""
+    for the share sweep, with the same metric names everywhere and its training set as an MLflow
+    dataset (from `data_source`, by its fingerprint), and one nested run per seed with its
+    training curves (`histories`: (variant, seed) -> [(step, metrics)])."""
     params = as_flat_dict(cfg, "evaluate.")
     for name, res in comparison.variants.items():
         v = res.variant
@@ -364,6 +367,9 @@ def log_variant_runs(run: Any, comparison: Comparison, histories: dict[tuple[str
         with run.child(name, tags) as child:
             child.log_params({**params, "variant": name, "n_train": res.metrics["n_train"]})
             child.log_metrics(res.metrics)
+            if res.train_labels is not None:
+                child.log_data(name=f"train:{name}", digest=res.train_digest, source=data_source,
+                               context="training", table=pd.DataFrame({"label": res.train_labels}))
             for path in (f"confusion_{name}.csv", f"roc_{name}.csv"):
                 child.log_artifact(plots / path)
             for i, seed_metrics in enumerate(res.per_seed):

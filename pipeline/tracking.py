@@ -102,6 +102,27 @@ class StageRun:
             self.run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", context)])]
         )
 
+    def log_data(self, *, name: str, digest: str, source: str, context: str,
+                 features: Any = None, targets: Any = None, table: Any = None) -> None:
+        """Record a dataset this run used through `mlflow.data` (the runs table's Dataset
+        column): arrays (`features`, `targets`) or a pandas `table`, with the data's `source`
+        (a local path) and `digest`; `context` says how it was used (training, validation, ...)."""
+        import warnings
+
+        import mlflow.data
+        from mlflow.entities import DatasetInput, InputTag
+
+        with warnings.catch_warnings():  # schema and source-resolution hints, not problems
+            warnings.simplefilter("ignore")
+            if table is not None:
+                data = mlflow.data.from_pandas(table, source=source, name=name, digest=digest[:36])
+            else:
+                data = mlflow.data.from_numpy(features, source=source, targets=targets, name=name,
+                                              digest=digest[:36])
+            entity = data._to_mlflow_entity()
+        self.client.log_inputs(self.run_id, datasets=[
+            DatasetInput(entity, [InputTag("mlflow.data.context", context)])])
+
     @contextmanager
     def child(self, name: str, tags: Mapping[str, str]) -> Iterator[StageRun]:
         """A run nested under this one (evaluate: one per variant)."""
@@ -173,16 +194,24 @@ def _run(client: Any, exp_id: str, name: str, tags: Mapping[str, str]) -> Iterat
         client.set_terminated(run.info.run_id, status=status)
 
 
+# MLflow 3's UI opens an experiment by its kind: unmarked, it guesses GenAI and shows traces;
+# marked as model training it opens on the runs table (the stages and evaluate's variants).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def _experiment(client: Any, root: Path) -> str:
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT)
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if not any(k in exp.tags for k in EXPERIMENT_KIND):  # one made before, or by hand
+            for k, v in EXPERIMENT_KIND.items():
+                client.set_experiment_tag(exp.experiment_id, k, v)
         return exp.experiment_id
     location = None  # a server decides (it proxies artifacts to its own store)
     uri = tracking_uri(root)
     if uri.startswith("sqlite:///"):  # a local file store: keep artifacts beside the database
         location = (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
 
 
 def _pipeline_parent(client: Any, exp_id: str, key: str) -> str:

@@ -29,6 +29,9 @@ class TrainingSet:
     augment: bool = True  # classifier-side augmentation (evaluate.augment)
     pretrain: tuple[np.ndarray, np.ndarray] | None = None  # trained on first, then on images
     sample_weights: np.ndarray | None = None  # (N,) loss weight of each image, or None for all 1
+    # which pool images it holds (the export's provenance): indices into the pool of the rows
+    # appended after the real ones, or of `pretrain`'s rows; None: no synthetic images
+    pool_index: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -78,12 +81,12 @@ def mixed_counts(labels: np.ndarray, n_classes: int, ratio: float) -> dict[int, 
 
 
 def _with_synthetic(train: Split, pool: SyntheticPool, counts: dict[int, int], *, by: str
-                    ) -> tuple[np.ndarray, np.ndarray, int]:
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The real split + `counts[c]` pool images of each class, ranked `by` (SyntheticPool.take);
-    also the number of synthetic rows (appended after the real ones)."""
+    also the pool indices of the synthetic rows (appended after the real ones)."""
     idx = pool.take(counts, by=by)
     return (np.concatenate([train.images, pool.images[idx]]),
-            np.concatenate([train.labels, pool.labels[idx]]), len(idx))
+            np.concatenate([train.labels, pool.labels[idx]]), idx)
 
 
 def _real(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int,
@@ -131,13 +134,14 @@ def _gan(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed:
     else:
         counts = synthetic_counts(train.labels, n_classes, v.ratio)
     by = {"gan_random": "draw", "gan_real": "realness"}.get(v.base, "scores")
-    images, labels, n_synth = _with_synthetic(train, pool, counts, by=by)
+    images, labels, idx = _with_synthetic(train, pool, counts, by=by)
+    n_synth = len(idx)
     weights = (inverse_frequency(labels, n_classes)
                if v.base in ("gan_class_weight", "gan_mix") else None)
     sample_weights = None
     if v.base == "gan_downweight":
         sample_weights = np.r_[np.ones(len(train.labels)), np.full(n_synth, synthetic_weight)]
-    return TrainingSet(images, labels, weights, sample_weights=sample_weights)
+    return TrainingSet(images, labels, weights, sample_weights=sample_weights, pool_index=idx)
 
 
 def _gan_pretrain(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: int, seed: int,
@@ -146,7 +150,8 @@ def _gan_pretrain(train: Split, pool: SyntheticPool, v: Variant, *, n_classes: i
     the real split as it is."""
     top = int(np.bincount(train.labels, minlength=n_classes).max())
     idx = pool.take({c: top for c in range(n_classes)})
-    return TrainingSet(train.images, train.labels, pretrain=(pool.images[idx], pool.labels[idx]))
+    return TrainingSet(train.images, train.labels, pretrain=(pool.images[idx], pool.labels[idx]),
+                       pool_index=idx)
 
 
 # base variant name (params `evaluate.variants`) -> its training set

@@ -42,7 +42,8 @@ def main(s: Stage) -> None:
     s.run.set_tags({f"selected_{k}": str(v) for k, v in comparison.selection.items()
                     if not isinstance(v, dict)})
     s.finish(comparison.as_json(), tracked={"headline": comparison.headline})
-    log_variant_runs(s.run, comparison, histories, cfg=cfg.evaluate, seed=cfg.seed, plots=plots)
+    log_variant_runs(s.run, comparison, histories, cfg=cfg.evaluate, seed=cfg.seed, plots=plots,
+                     data_source=str(data / "train.npz"))
     for line in summary_lines(comparison):
         tqdm.write(line)
 

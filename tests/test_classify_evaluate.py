@@ -148,6 +148,9 @@ def test_every_variant_runs_with_its_training_set(comparison) -> None:
     # label-free mixing: every class, the majority too, gets half its real count
     assert counts["gan_mix@0.5"] == {0: 18, 1: 9, 2: 5}
     assert "gan_mix@balance" not in results
+    # what MLflow records as each variant's training set (log_variant_runs)
+    assert np.bincount(results["gan@0.5"].train_labels).tolist() == [12, 9, 5]
+    assert results["gan@0.5"].train_digest != results["gan@balance"].train_digest
     assert fits == [(v, s) for v in EXPANDED for s in (0, 1)]  # every (variant, seed) reported
     # gan_class_weight@balance's weights are uniform on the balanced set: the same run as
     # gan@balance, not refit; at 0.5 the weights differ, so it is its own run

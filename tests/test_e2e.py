@@ -30,7 +30,7 @@ from pipeline.synthesizers.base import load_synthesizer
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 DVC = str(VENV_BIN / "dvc")
-STAGES = ["prepare", "features", "train_gan", "generate", "evaluate", "report"]
+STAGES = ["prepare", "features", "train_gan", "generate", "evaluate", "export", "report"]
 OUTPUT_DIRS = ("data", "models", "metrics", "plots")
 TINY = dict(
     features={"steps": 30, "width": 8, "device": "cpu"},
@@ -248,6 +248,32 @@ def test_evaluate_scores_every_variant(pipeline: Pipeline) -> None:
     assert len(recall) == 10 and sorted(recall.columns) == sorted(["class", *VARIANTS])
 
 
+def test_the_export_is_the_chosen_training_set_with_its_datasheet(pipeline: Pipeline) -> None:
+    from pipeline.variants import synthetic_counts
+
+    project, ev = pipeline.project, pipeline.json("metrics/evaluate.json")
+    chosen, summary = ev["selection"]["gan"], pipeline.json("metrics/export.json")
+    _, train = load_split(project / "data/prepared/train.npz")
+    with np.load(project / "data/export/dataset.npz") as z:  # digits: `same` is MedMNIST keys
+        labels, synthetic = z["train_labels"].ravel(), z["train_synthetic"]
+        assert len(z["test_labels"]) == len(load_split(project / "data/prepared/test.npz")[1])
+    assert summary["chosen"] == chosen and summary["format"] == "npz"
+    if "@" in chosen:  # a share: real + that share's synthetic counts, class by class
+        ratio = chosen.split("@")[1]
+        share = synthetic_counts(train, 10, ratio if ratio == "balance" else float(ratio))
+        assert np.bincount(labels[synthetic], minlength=10).tolist() == list(share.values())
+    assert np.array_equal(labels[~synthetic], train)
+    assert int(synthetic.sum()) == summary["n_synthetic"]
+    sheet = (project / "data/export/DATASHEET.md").read_text()
+    gen = pipeline.json("metrics/generate.json")
+    assert f"| memorization rate | {gen['memorization_rate']:.4f} |" in sheet
+    assert f"| checkpoint sha256 | {gen['checkpoint_sha256']} |" in sheet
+    assert f"| chosen configuration | {chosen} |" in sheet
+    (export,) = pipeline.runs("tags.stage = 'export'")
+    assert {d.dataset.name for d in pipeline.client().get_run(export.info.run_id)
+            .inputs.dataset_inputs} == {"export-train", "export-val", "export-test"}
+
+
 def test_mlflow_has_one_finished_run_per_stage_under_one_pipeline_parent(
     pipeline: Pipeline,
 ) -> None:
@@ -387,7 +413,7 @@ def test_changing_train_gan_steps_invalidates_it_and_what_follows_but_not_prepar
     assert status == {"train_gan": [{"changed deps": {"params.yaml": {"train_gan": "modified"}}}]}
     # `dvc repro` reruns a changed stage and everything downstream of it
     downstream = descendants(other.dvc("dag", "--dot").stdout, "train_gan")
-    assert downstream == {"generate", "evaluate", "report"}  # and so not prepare
+    assert downstream == {"generate", "evaluate", "export", "report"}  # and so not prepare
 
 
 def test_a_killed_train_gan_resumes_on_the_next_repro(

@@ -160,10 +160,12 @@ def load_csv_source(data: DataConfig, cfg: PrepareConfig) -> RawDataset:
                                 f"{', '.join(SPLIT_NAMES)}")
         split = frame["split"].to_numpy(str)
     patients = frame["patient_id"].to_numpy(str) if "patient_id" in frame.columns else None
-    if patients is not None and (patients == "").any():
+    # Empty ids matter only where the split is made by patient: with a split column (e.g. an
+    # export, whose synthetic rows belong to no patient) they are allowed.
+    if patients is not None and split is None and (patients == "").any():
         row = int(np.flatnonzero(patients == "")[0]) + 2
         raise PipelineError(f"{manifest}: row {row} has an empty patient_id; fill it in or drop "
-                            "the column")
+                            "the column (with a split column, empty ids are allowed)")
     return _decode(paths, labels, names, cfg, data, split=split, patient_ids=patients,
                    source=str(manifest))
 

@@ -44,6 +44,24 @@ def verdict(
     return " ".join([*winners, _gan_sentence(runs)])
 
 
+OUTCOMES = ("helped", "worse", "no benefit", "cannot tell")
+
+
+def outcome(h: Mapping[str, Any]) -> str:
+    """What the headline (evaluate's validation-chosen GAN configuration against the chosen
+    baseline, paired on test) says, in one of OUTCOMES: the gain's 95% interval excludes 0
+    (helped) or lies below it (worse); it contains 0 and is narrow enough to resolve 2 points
+    (no benefit); or it is wide, or missing (cannot tell)."""
+    ci = h.get("balanced_accuracy_delta_ci95")
+    if not is_interval(ci):
+        return "cannot tell"
+    if ci[0] > 0:
+        return "helped"
+    if ci[1] < 0:
+        return "worse"
+    return "no benefit" if h.get("resolves_2_points") else "cannot tell"
+
+
 def _headline_sentence(runs: Mapping[str, Mapping[str, Any]], h: Mapping[str, Any],
                        size: str) -> str:
     """The validation-chosen GAN configuration against the validation-chosen baseline, on test."""
@@ -71,15 +89,16 @@ def _headline_sentence(runs: Mapping[str, Mapping[str, Any]], h: Mapping[str, An
     ci, auc = h.get("balanced_accuracy_delta_ci95"), h.get("roc_auc_delta")
     auc_note = (f", though its ROC AUC is lower ({signed(auc)})"
                 if is_number(auc) and auc < -TOL else "")
+    result = outcome(h)
     if not is_interval(ci):
         text += ("There is no interval (evaluate.bootstrap is 0), so this difference cannot be "
                  "told from noise.")
-    elif ci[0] > 0:
+    elif result == "helped":
         text += (f"The synthetic images helped: the gain in balanced accuracy is unlikely to be "
                  f"test-set or seed noise alone{auc_note}.")
-    elif ci[1] < 0:
+    elif result == "worse":
         text += f"The synthetic images did worse than {b}, beyond test-set and seed noise."
-    elif h.get("resolves_2_points"):
+    elif result == "no benefit":
         text += (f"The synthetic images are not distinguishable from {b}, and the interval is "
                  f"narrow: a gain larger than {signed(ci[1])} or a loss larger than "
                  f"{signed(ci[0])} is unlikely.")
