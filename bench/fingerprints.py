@@ -60,7 +60,8 @@ def params(method: str, own: dict[str, Any], *, steps: int) -> dict[str, Any]:
         return {"seed": 3, "train_gan": loop, method: own}
     # the layout before the refactor: dcgan's settings and the shared latent_dim/batch_size of
     # stylegan lived in train_gan
-    shared = {"latent_dim", "batch_size", "balanced_sampling"} if method == "stylegan" else set(own)
+    shared = {"dcgan": set(own), "stylegan": {"latent_dim", "batch_size", "balanced_sampling"}
+              }.get(method, set())
     section = {k: v for k, v in own.items() if k not in shared}
     train_gan = {**loop, **{k: v for k, v in own.items() if k in shared}}
     return {"seed": 3, "train_gan": train_gan, **({method: section} if section else {})}
