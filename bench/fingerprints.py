@@ -47,7 +47,6 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
                               "balanced_sampling": False}),
     "stylegan": ("stylegan", {"width": 8, "r1_every": 2, "latent_dim": 16, "batch_size": 8}),
     "cyclegan": ("cyclegan", {"width": 4, "n_res": 1, "batch_size": 4, "pool_size": 3}),
-    "diffusion": ("diffusion", {"width": 8, "batch_size": 8, "sampling_steps": 4}),
 }
 
 

@@ -55,7 +55,7 @@ from pipeline.data.prepare import PreparedDataset
 from pipeline.device import resolve_device
 from pipeline.evaluate import evaluate_variants
 from pipeline.features import load_extractor, save_extractor, train_extractor
-from pipeline.gan.quality import QualityProbe
+from pipeline.quality import QualityProbe
 from pipeline.report import plot_losses
 from pipeline.synthesize import pool_plan, synthesize
 from pipeline.synthesizers.base import load_synthesizer

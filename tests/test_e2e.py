@@ -33,8 +33,9 @@ STAGES = ["prepare", "features", "train_gan", "generate", "evaluate", "report"]
 OUTPUT_DIRS = ("data", "models", "metrics", "plots")
 TINY = dict(
     features={"steps": 30, "width": 8, "device": "cpu"},
-    train_gan={"steps": 20, "width": 8, "batch_size": 32, "log_every": 5, "eval_every": 10,
-               "checkpoint_every": 5, "device": "cpu"},
+    train_gan={"steps": 20, "log_every": 5, "eval_every": 10, "checkpoint_every": 5,
+               "device": "cpu"},
+    dcgan={"width": 8, "batch_size": 32},
     generate={"device": "cpu"},
     evaluate={"steps": 20, "width": 8, "device": "cpu", "seeds": 2, "bootstrap": 100},
 )
@@ -413,7 +414,7 @@ def test_a_killed_train_gan_resumes_on_the_next_repro(
 # quality is measured at the end only, so that a kill lands mid-training (cyclegan trains 9 class
 # pairs at about 1.5 s a step on one CPU core, stylegan at about 0.1 s).
 METHODS = {
-    "stylegan": {"train_gan.steps": 40, "stylegan.width": 8,
+    "stylegan": {"train_gan.steps": 40, "stylegan.width": 8, "stylegan.batch_size": 32,
                  "stylegan.ada_p": 0.2},  # augmenting from step 1: ADA's state must resume too
     "cyclegan": {"train_gan.steps": 6, "cyclegan.width": 4, "cyclegan.n_res": 1,
                  "cyclegan.batch_size": 4},

@@ -17,8 +17,7 @@ from torch import nn
 from pipeline.classify import train_classifier
 from pipeline.config import EvaluateConfig
 from pipeline.distributed import process_group
-from pipeline.models import CLASSIFIERS
-from pipeline.models.classifier import SmallCNN
+from pipeline.models.classifier import CLASSIFIERS, SmallCNN
 
 CPU = torch.device("cpu")
 
