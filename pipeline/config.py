@@ -234,6 +234,37 @@ class CycleGanConfig:
 
 
 @dataclass(frozen=True)
+class DiffusionConfig:
+    """train_gan.method: diffusion (pipeline/synthesizers/diffusion.py): a class-conditional DDPM
+    (small U-Net, cosine schedule, classifier-free guidance) sampled with deterministic DDIM."""
+
+    width: int = 24  # U-Net channels at the finest resolution (x2 per coarser level, max 4x)
+    batch_size: int = 64
+    balanced_sampling: bool = True  # draw training batches uniformly over classes, not images
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    timesteps: int = 1000  # noise levels of training (cosine schedule)
+    label_dropout: float = 0.1  # share of training labels replaced by the null label (for CFG)
+    guidance: float = 1.0  # sampling: eps_null + guidance (eps_y - eps_null); 1 = conditional
+    sampling_steps: int = 25  # DDIM steps (eta = 0: deterministic) per image
+    # auto: bf16 autocast on GPUs that support it, fp32 on CPU | fp32 | bf16
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+
+    def __post_init__(self) -> None:
+        for key in ("width", "batch_size", "timesteps", "sampling_steps"):
+            _check(getattr(self, key) > 0, f"diffusion.{key}", "must be > 0")
+        _check(self.sampling_steps <= self.timesteps, "diffusion.sampling_steps",
+               "must be <= diffusion.timesteps")
+        _check(self.lr > 0, "diffusion.lr", "must be > 0")
+        _check(all(0 <= b < 1 for b in self.betas), "diffusion.betas", "each must be in [0, 1)")
+        _check(0 <= self.label_dropout < 1, "diffusion.label_dropout",
+               "must be in [0, 1) (0: no guidance possible, 0.1 is usual)")
+        _check(self.guidance >= 0, "diffusion.guidance", "must be >= 0 (1 = no guidance)")
+        _check(self.guidance == 1 or self.label_dropout > 0, "diffusion.guidance",
+               "needs diffusion.label_dropout > 0 (the unconditional model it extrapolates from)")
+
+
+@dataclass(frozen=True)
 class GenerateConfig:
     # Balance target per class:
     #   majority  every class up to the largest class's count
@@ -330,6 +361,7 @@ class Config:
     dcgan: DcganConfig = field(default_factory=DcganConfig)
     stylegan: StyleGanConfig = field(default_factory=StyleGanConfig)
     cyclegan: CycleGanConfig = field(default_factory=CycleGanConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     digest: str = ""  # sha256 of the params file; groups the MLflow runs of one pipeline execution

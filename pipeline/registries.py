@@ -12,6 +12,7 @@ METHODS: dict[str, str] = {
     "dcgan": "pipeline.synthesizers.dcgan",  # conditional DCGAN / MLP GAN
     "stylegan": "pipeline.synthesizers.stylegan",  # style-based conditional G with ADA
     "cyclegan": "pipeline.synthesizers.cyclegan",  # majority -> minority translation
+    "diffusion": "pipeline.synthesizers.diffusion",  # class-conditional DDPM, DDIM sampling
 }
 GAN_ARCHS = ("dcgan", "mlp")  # dcgan.arch: pipeline/models/dcgan.py
 GAN_LOSSES = ("bce", "hinge", "wgan-gp")  # dcgan.loss: pipeline/gan/losses.py

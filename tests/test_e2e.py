@@ -418,6 +418,7 @@ METHODS = {
                  "stylegan.ada_p": 0.2},  # augmenting from step 1: ADA's state must resume too
     "cyclegan": {"train_gan.steps": 6, "cyclegan.width": 4, "cyclegan.n_res": 1,
                  "cyclegan.batch_size": 4},
+    "diffusion": {"train_gan.steps": 6, "diffusion.width": 8, "diffusion.sampling_steps": 4},
 }
 METHOD_COMMON = {"train_gan.eval_every": 0, "train_gan.checkpoint_every": 2,
                  # the baselines do not depend on the method; the synthetic variants do
@@ -466,8 +467,10 @@ def test_each_method_runs_through_the_whole_pipeline(method_run: Pipeline) -> No
     if method == "stylegan":  # ADA's p, moving from the 0.2 it started at
         assert losses["ada_p"].between(0.0, 1.0).all() and losses["ada_p"].nunique() > 1
         assert m["final_ada_p"] == pytest.approx(losses["ada_p"].iloc[-1])
-    else:
+    elif method == "cyclegan":
         assert {"cycle_loss", "identity_loss"} <= set(losses.columns)
+    else:  # diffusion: one loss column, the denoising MSE
+        assert list(losses.columns) == ["step", "loss"] and m["final_loss"] > 0
     # generate: the audit, every class to the majority, distinct images within each class
     g = p.json("metrics/generate.json")
     assert g["checkpoint_sha256"] == p.generator_sha256

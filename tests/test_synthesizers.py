@@ -12,7 +12,8 @@ import torch
 from conftest import make_images
 from pipeline.artifacts import save_checkpoint
 from pipeline.config import (
-    Config, CycleGanConfig, DcganConfig, StyleGanConfig, TrainGanConfig, parse_config,
+    Config, CycleGanConfig, DcganConfig, DiffusionConfig, StyleGanConfig, TrainGanConfig,
+    parse_config,
 )
 from pipeline.errors import PipelineError
 from pipeline.synthesizers.base import FORMAT, load_synthesizer, sample
@@ -61,7 +62,8 @@ def test_the_synthesizer_the_quality_hook_gets_saves_and_loads(method: str,
         method=method, steps=2, log_every=1, eval_every=1, device="cpu"),
         dcgan=DcganConfig(width=8, latent_dim=8, batch_size=4),
         stylegan=StyleGanConfig(width=4, latent_dim=8, batch_size=4),
-        cyclegan=CycleGanConfig(width=4, n_res=1, batch_size=4))
+        cyclegan=CycleGanConfig(width=4, n_res=1, batch_size=4),
+        diffusion=DiffusionConfig(width=8, batch_size=4, sampling_steps=2))
     seen = []
 
     def stop(synth):  # training never finishes: nothing is added to the synthesizer afterwards
