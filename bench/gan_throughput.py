@@ -6,9 +6,9 @@ typical PyTorch loops, in one process on one device:
 GAN: (1) the seed document's reference loop — label-conditioned MLP G/D, a DataLoader over CPU
 tensors, batch 64, fp32, BCE, separate D passes for real and fake; (2) the project's default
 architecture (conditional DCGAN + projection D with spectral norm, hinge) in that same typical loop;
-(3) the project's training path (`pipeline.gan.train.fit`) with params.yaml's train_gan settings.
+(3) the project's training path (`pipeline.synthesizers.dcgan.fit`) with params.yaml's dcgan settings.
 Classifier: (1) a typical loop over the small CNN, (3) `pipeline.classify.train_classifier`.
-Generation: `pipeline.gan.train.sample` into uint8. Needs only torch and numpy (no dvc, mlflow).
+Generation: `pipeline.synthesizers.base.sample` into uint8. Needs only torch and numpy (no dvc, mlflow).
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from pipeline.classify import train_classifier
 from pipeline.config import parse_config
 from pipeline.device import resolve_device
-from pipeline.gan.train import fit, sample
-from pipeline.models import CLASSIFIERS, build_discriminator, build_generator
+from pipeline.synthesizers.base import sample
+from pipeline.synthesizers.dcgan import fit
+from pipeline.models.classifier import CLASSIFIERS
+from pipeline.models.dcgan import build_discriminator, build_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,16 +119,18 @@ def typical_gan_loop(images, labels, *, arch: str, loss: str, spectral_norm: boo
 
 
 def project_gan(images, labels, cfg, *, device: torch.device, seconds: float) -> float:
-    probe = dataclasses.replace(cfg, steps=10, log_every=10)
+    loop = lambda **kw: dataclasses.replace(cfg, train_gan=dataclasses.replace(  # noqa: E731
+        cfg.train_gan, **kw))
+    probe = loop(steps=10, log_every=10)
     fit(images, labels, probe, n_classes=2, seed=0, device=device)  # warm-up (and compile)
     t = time.perf_counter()
     fit(images, labels, probe, n_classes=2, seed=0, device=device)
     per_step = (time.perf_counter() - t) / 10
     steps = max(10, int(seconds / per_step))
-    run = dataclasses.replace(cfg, steps=steps, log_every=min(cfg.log_every, steps))
+    run = loop(steps=steps, log_every=min(cfg.train_gan.log_every, steps))
     sync(device)
     res = fit(images, labels, run, n_classes=2, seed=0, device=device)
-    return steps * cfg.batch_size * cfg.d_steps / res.seconds
+    return steps * cfg.dcgan.batch_size * cfg.dcgan.d_steps / res.seconds
 
 
 def typical_classifier_loop(images, labels, *, device, seconds, width) -> float:
@@ -180,11 +184,13 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     cfg = parse_config(yaml.safe_load((ROOT / "params.yaml").read_text()), source="params.yaml")
-    gcfg = dataclasses.replace(cfg.train_gan, device=str(device.type))
+    cfg = dataclasses.replace(cfg, train_gan=dataclasses.replace(cfg.train_gan,
+                                                                 device=str(device.type)))
+    gcfg = cfg.dcgan
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()
     print(f"device: {device} ({name}), torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads; {args.n} images {args.image_size}x"
-          f"{args.image_size}; train_gan: {gcfg.arch}/{gcfg.loss} width {gcfg.width} batch "
+          f"{args.image_size}; dcgan: {gcfg.arch}/{gcfg.loss} width {gcfg.width} batch "
           f"{gcfg.batch_size}")
     images, labels = dataset(args.n, args.image_size)
     s = args.seconds
@@ -195,7 +201,7 @@ def main() -> None:
         "(2) default architecture, typical loop (DataLoader, batch 64, fp32)": typical_gan_loop(
             images, labels, arch=gcfg.arch, loss=gcfg.loss, spectral_norm=gcfg.spectral_norm,
             device=device, seconds=s, width=gcfg.width),
-        "(3) project training path (params.yaml)": project_gan(images, labels, gcfg,
+        "(3) project training path (params.yaml)": project_gan(images, labels, cfg,
                                                                 device=device, seconds=s),
     }
     print("\n| GAN loop | real images/s |\n|---|---|")

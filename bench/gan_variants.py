@@ -3,7 +3,7 @@ kid_domain, precision/recall/density/coverage (overall and per class), TSTR bala
 training time; per-class sample grids are written for inspection.
 
     python bench/gan_variants.py --data ../shared/data/breastmnist.npz --steps 800 \
-        --set train_gan.width=16 --grids bench/out/gan_variants
+        --set dcgan.width=16 --grids bench/out/gan_variants
 
 Library functions only (no DVC, no MLflow). The feature extractor is trained once, so every variant
 is scored in the same feature space; each variant keeps its best generator by fid_domain, as the
@@ -29,28 +29,28 @@ from pipeline.config import parse_config
 from pipeline.data import prepare_dataset
 from pipeline.device import resolve_device
 from pipeline.features import train_extractor
-from pipeline.gan.quality import QualityProbe, tstr_balanced_accuracy
+from pipeline.quality import QualityProbe, tstr_balanced_accuracy
 from pipeline.synthesizers import dcgan
 
 ROOT = Path(__file__).resolve().parents[1]
-SEED_RECIPE = ["train_gan.spectral_norm=false", "train_gan.diffaugment=[]",
-               "train_gan.balanced_sampling=false"]
+SEED_RECIPE = ["dcgan.spectral_norm=false", "dcgan.diffaugment=[]",
+               "dcgan.balanced_sampling=false"]
 # name -> train_gan overrides on top of params.yaml (+ --set)
 VARIANTS = {
-    "mlp-bce (seed vanilla GAN)": ["train_gan.arch=mlp", "train_gan.loss=bce", *SEED_RECIPE],
-    "dcgan-bce (seed DCGAN)": ["train_gan.arch=dcgan", "train_gan.loss=bce", *SEED_RECIPE],
-    "dcgan-wgan-gp": ["train_gan.loss=wgan-gp", "train_gan.spectral_norm=false",
-                      "train_gan.d_steps=2", "train_gan.lr_d=0.0001", "train_gan.lr_g=0.0001",
-                      "train_gan.betas=[0.0, 0.9]", "train_gan.diffaugment=[]"],
-    "dcgan-wgan-gp-d1": ["train_gan.loss=wgan-gp", "train_gan.spectral_norm=false",
-                         "train_gan.d_steps=1", "train_gan.lr_d=0.0001", "train_gan.lr_g=0.0001",
-                         "train_gan.betas=[0.0, 0.9]", "train_gan.diffaugment=[]"],
-    "dcgan-hinge-sn": ["train_gan.loss=hinge", "train_gan.diffaugment=[]"],
-    "dcgan-hinge-sn-diffaug": ["train_gan.loss=hinge",
-                               "train_gan.diffaugment=[translation, cutout]"],
-    "dcgan-hinge-sn-diffaug-r1": ["train_gan.loss=hinge",
-                                  "train_gan.diffaugment=[translation, cutout]",
-                                  "train_gan.r1_gamma=0.1"],
+    "mlp-bce (seed vanilla GAN)": ["dcgan.arch=mlp", "dcgan.loss=bce", *SEED_RECIPE],
+    "dcgan-bce (seed DCGAN)": ["dcgan.arch=dcgan", "dcgan.loss=bce", *SEED_RECIPE],
+    "dcgan-wgan-gp": ["dcgan.loss=wgan-gp", "dcgan.spectral_norm=false",
+                      "dcgan.d_steps=2", "dcgan.lr_d=0.0001", "dcgan.lr_g=0.0001",
+                      "dcgan.betas=[0.0, 0.9]", "dcgan.diffaugment=[]"],
+    "dcgan-wgan-gp-d1": ["dcgan.loss=wgan-gp", "dcgan.spectral_norm=false",
+                         "dcgan.d_steps=1", "dcgan.lr_d=0.0001", "dcgan.lr_g=0.0001",
+                         "dcgan.betas=[0.0, 0.9]", "dcgan.diffaugment=[]"],
+    "dcgan-hinge-sn": ["dcgan.loss=hinge", "dcgan.diffaugment=[]"],
+    "dcgan-hinge-sn-diffaug": ["dcgan.loss=hinge",
+                               "dcgan.diffaugment=[translation, cutout]"],
+    "dcgan-hinge-sn-diffaug-r1": ["dcgan.loss=hinge",
+                                  "dcgan.diffaugment=[translation, cutout]",
+                                  "dcgan.r1_gamma=0.1"],
 }
 COLUMNS = ["fid_domain", "kid_domain", "precision", "recall", "density", "coverage",
            "tstr_balanced_accuracy"]

@@ -21,13 +21,13 @@ from pathlib import Path, PurePosixPath
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's registry, not an installed copy's
-from pipeline.synthesizers.registry import METHODS
+from pipeline.registries import METHODS
 
 Rule = Callable[[PurePosixPath, str], bool]
 PLACES: dict[str, Rule] = {
     "own modules": lambda p, m: p.parts[0] == "pipeline" and p.stem == m,
     "config section": lambda p, m: str(p) in ("pipeline/config.py", "params.yaml", "dvc.yaml"),
-    "registry": lambda p, m: str(p) == "pipeline/synthesizers/registry.py",
+    "registry": lambda p, m: str(p) == "pipeline/registries.py",
     "tests": lambda p, m: p.parts[0] == "tests",
     "docs": lambda p, m: p.suffix == ".md",
     "dvc repro's record": lambda p, m: str(p) == "dvc.lock" or p.parts[0] in ("metrics", "plots"),

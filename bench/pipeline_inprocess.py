@@ -1,8 +1,8 @@
 """The stages' work in one process, through the library functions only (no DVC, no MLflow),
 timed per stage: for comparing GAN settings quickly and for machines without dvc/mlflow.
 
-    python bench/pipeline_inprocess.py --set train_gan.steps=3000 train_gan.loss=bce
-    python bench/pipeline_inprocess.py --compare "train_gan.arch=mlp" "train_gan.arch=dcgan"
+    python bench/pipeline_inprocess.py --set train_gan.steps=3000 dcgan.loss=bce
+    python bench/pipeline_inprocess.py --compare "dcgan.arch=mlp" "dcgan.arch=dcgan"
     python bench/pipeline_inprocess.py --device cuda --random-dataset 4000   # 28x28, 2 classes
 
 prepare, features (the extractor), train_gan (with its quality evaluations), generate (with the
@@ -30,7 +30,7 @@ from pipeline.data import prepare_dataset
 from pipeline.device import resolve_device
 from pipeline.evaluate import evaluate_variants
 from pipeline.features import train_extractor
-from pipeline.gan.quality import QualityProbe
+from pipeline.quality import QualityProbe
 from pipeline.synthesize import pool_plan, synthesize
 from pipeline.synthesizers.registry import method_module
 

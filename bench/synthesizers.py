@@ -54,8 +54,9 @@ from pipeline.data import prepare_dataset
 from pipeline.data.prepare import PreparedDataset
 from pipeline.device import resolve_device
 from pipeline.evaluate import evaluate_variants
-from pipeline.features import load_extractor, save_extractor, train_extractor
-from pipeline.gan.quality import QualityProbe
+from pipeline.features import embed, load_extractor, save_extractor, train_extractor
+from pipeline.metrics import memorization_audit
+from pipeline.quality import QualityProbe
 from pipeline.report import plot_losses
 from pipeline.synthesize import pool_plan, synthesize
 from pipeline.synthesizers.base import load_synthesizer
@@ -198,6 +199,7 @@ def train_main(args) -> None:
         synthesizer, rows, curve, seconds = train_for(
             args.seconds, args.marks, vcfg, data, score=quick, clock=args.clock, device=device)
         metrics = probe(synthesizer)
+        metrics.update(sampled(synthesizer, probe, val.images, device=device))
         history = pd.DataFrame(rows)
         steps = int(history["step"].iloc[-1]) if len(history) else 0
         ada_p = [] if "ada_p" not in history else history["ada_p"].tolist()
@@ -225,6 +227,24 @@ def train_main(args) -> None:
         save_png(out / f"{name}.png", image_grid(grid, scale=grid_scale(args.image_size)))
         print(f"{config}: {steps} steps in {seconds:.0f} s, fid_domain "
               f"{metrics['fid_domain']:.3g}", flush=True)
+
+
+def sampled(synthesizer, probe: QualityProbe, val_images: np.ndarray, *,
+            device: torch.device) -> dict[str, float]:
+    """Sampling seconds per 1,000 images (the process's CPU time, as the training budget) and
+    the memorisation rate of the probe's draws (as many per class as the training split has),
+    audited as the generate stage does: feature distance to the nearest training image below
+    the 1st percentile of the validation images' (pipeline/synthesize.py)."""
+    start = time.process_time()
+    fakes = probe.samples(synthesizer)
+    seconds = time.process_time() - start
+    audit = memorization_audit(embed(probe.extractor, fakes, device=device), probe.real_features,
+                               embed(probe.extractor, val_images, device=device))
+    by_class = {f"memorization_rate/class_{c}": float(audit.memorized[probe.fake_labels == c]
+                                                      .mean())
+                for c in np.unique(probe.fake_labels)}
+    return {"sampling_s_per_1000": 1000 * seconds / len(fakes),
+            "memorization_rate": audit.memorization_rate, **by_class}
 
 
 def protocol_main(args) -> None:
@@ -288,6 +308,19 @@ def table_main(args) -> None:
         print("| " + " | ".join([config, *[f"{m[k]:.4g}" for k in COLUMNS],
                                  *[f"{m[k]:.4g}" for k in per_class], str(r["steps"]),
                                  f"{r['seconds']:.0f}", ada]) + " |")
+    print("\nPer class (precision, recall, coverage against that class's real images; "
+          "memorisation rate of its draws), and sampling seconds per 1,000 images:\n")
+    print("| config | class | FID | precision | recall | coverage | memorised | sampling s/1000 "
+          "|\n|---|---|---|---|---|---|---|---|")
+    for config, r in found:
+        m = r["metrics"]
+        for c, n in enumerate(names):
+            cells = [m.get(f"{k}/class_{c}") for k in ("fid_domain", "precision", "recall",
+                                                        "coverage", "memorization_rate")]
+            rate = m.get("sampling_s_per_1000")
+            cells.append(rate if c == 0 else None)  # one figure per config
+            print(f"| {config} | {n} | "
+                  + " | ".join("" if v is None else f"{v:.3g}" for v in cells) + " |")
     print("\nPer-class FID (fid_domain) by training seconds:\n")
     marks = sorted({row["mark"] for _, r in found for row in r["curve"]})
     print("| config | class | " + " | ".join(f"{m:.0f} s" for m in marks) + " |")

@@ -13,7 +13,7 @@ from pipeline.augment import augment as augment_batch
 from pipeline.balance import inverse_frequency as inverse_frequency  # callers import it here
 from pipeline.config import EvaluateConfig, FeaturesConfig
 from pipeline.distributed import Dist, current, wrap_ddp
-from pipeline.models import CLASSIFIERS
+from pipeline.models.classifier import CLASSIFIERS
 from pipeline.pixels import to_unit
 from pipeline import LogFn
 

@@ -17,15 +17,12 @@ import yaml
 from pipeline.augment import AUGMENTATIONS
 from pipeline.balance import TARGETS
 from pipeline.errors import PipelineError
-from pipeline.gan.ada import ADA_OPS
-from pipeline.gan.augment import AUGMENTS
-from pipeline.gan.losses import LOSSES
-from pipeline.models.classifier import CLASSIFIERS
-from pipeline.models.gan import GAN_ARCHS
+from pipeline.registries import (
+    ADA_OPS, CLASSIFIERS, DIFFAUGMENTS, GAN_ARCHS, GAN_LOSSES, METHODS,
+)
 from pipeline.schema import FrozenDict, build
 from pipeline.schema import check as _check
 from pipeline.selection import SELECTION_RULES
-from pipeline.synthesizers.registry import METHODS
 from pipeline.variants import VARIANTS
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -33,8 +30,8 @@ DEVICES = ("auto", "cpu", "cuda")
 AugmentName = Literal[tuple(AUGMENTATIONS)]  # type: ignore[valid-type]
 MethodName = Literal[tuple(METHODS)]  # type: ignore[valid-type]
 ArchName = Literal[tuple(GAN_ARCHS)]  # type: ignore[valid-type]
-LossName = Literal[tuple(LOSSES)]  # type: ignore[valid-type]
-DiffAugmentName = Literal[tuple(AUGMENTS)]  # type: ignore[valid-type]
+LossName = Literal[tuple(GAN_LOSSES)]  # type: ignore[valid-type]
+DiffAugmentName = Literal[tuple(DIFFAUGMENTS)]  # type: ignore[valid-type]
 AdaOpName = Literal[tuple(ADA_OPS)]  # type: ignore[valid-type]
 ClassifierName = Literal[tuple(CLASSIFIERS)]  # type: ignore[valid-type]
 VariantName = Literal[tuple(VARIANTS)]  # type: ignore[valid-type]
@@ -138,16 +135,34 @@ class FeaturesConfig:
 
 @dataclass(frozen=True)
 class TrainGanConfig:
-    # The synthesis method (pipeline/synthesizers/registry.py): dcgan reads this section alone;
-    # another method reads its own section for its model and losses and takes the loop settings
-    # from here (latent_dim, steps, batch_size, balanced_sampling, ema_decay, eval_every,
-    # checkpoint_every, log_every, device).
+    """The train_gan stage: which method (pipeline/registries.py METHODS) and the settings of the
+    loop every method shares (pipeline/training/loop.py); the method's own are in its section."""
+
     method: MethodName = "dcgan"
+    steps: int = 1500  # updates (a GAN: generator updates, each after its discriminator's)
+    ema_decay: float = 0.999  # the model that samples is an EMA of the trained weights
+    eval_every: int = 500  # quality metrics (fid_domain, ...) every N steps and at the end; 0 = end
+    checkpoint_every: int = 250  # resumable training state every N steps and at the end
+    log_every: int = 50
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for key in ("steps", "log_every", "checkpoint_every"):
+            _check(getattr(self, key) > 0, f"train_gan.{key}", "must be > 0")
+        _check(self.eval_every >= 0, "train_gan.eval_every", "must be >= 0 (0 = only at the end)")
+        _check(0 <= self.ema_decay < 1, "train_gan.ema_decay", "must be in [0, 1)")
+        _check(self.device in DEVICES, "train_gan.device", f"must be one of {', '.join(DEVICES)}")
+
+
+@dataclass(frozen=True)
+class DcganConfig:
+    """train_gan.method: dcgan (pipeline/synthesizers/dcgan.py): a conditional DCGAN (or the
+    seed's MLP GAN) with a choice of losses, penalties and DiffAugment."""
+
     arch: ArchName = "dcgan"
     loss: LossName = "wgan-gp"
     latent_dim: int = 64
     width: int = 32  # channels of the finest conv layer / hidden units scale
-    steps: int = 1500  # generator updates (each after d_steps discriminator updates)
     batch_size: int = 64
     lr_g: float = 1e-4
     lr_d: float = 1e-4
@@ -155,28 +170,20 @@ class TrainGanConfig:
     spectral_norm: bool = False  # on every discriminator layer (WGAN-GP has its penalty)
     balanced_sampling: bool = True  # draw training batches uniformly over classes, not images
     diffaugment: tuple[DiffAugmentName, ...] = ()
-    ema_decay: float = 0.999  # generator weights used for sampling are an EMA of training weights
     d_steps: int = 1  # discriminator (critic) updates per generator update; WGAN-GP uses 5
     gp_weight: float = 10.0  # loss wgan-gp: weight of the gradient penalty
     r1_gamma: float = 0.0  # R1 penalty on real images (0 = off), any loss
-    eval_every: int = 500  # quality metrics (fid_domain, ...) every N steps and at the end; 0 = end
-    checkpoint_every: int = 250  # resumable training state every N steps and at the end
-    log_every: int = 50
     # auto: bf16 autocast on GPUs that support it, fp32 on CPU | fp32 | bf16
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    device: str = "auto"
 
     def __post_init__(self) -> None:
-        for key in ("latent_dim", "width", "steps", "log_every", "d_steps", "checkpoint_every"):
-            _check(getattr(self, key) > 0, f"train_gan.{key}", "must be > 0")
-        _check(self.eval_every >= 0, "train_gan.eval_every", "must be >= 0 (0 = only at the end)")
-        _check(self.gp_weight >= 0, "train_gan.gp_weight", "must be >= 0")
-        _check(self.r1_gamma >= 0, "train_gan.r1_gamma", "must be >= 0")
-        _check(self.batch_size >= 2, "train_gan.batch_size", "must be >= 2 (BatchNorm needs 2)")
-        _check(self.lr_g > 0 and self.lr_d > 0, "train_gan.lr_g/lr_d", "must be > 0")
-        _check(all(0 <= b < 1 for b in self.betas), "train_gan.betas", "each must be in [0, 1)")
-        _check(0 <= self.ema_decay < 1, "train_gan.ema_decay", "must be in [0, 1)")
-        _check(self.device in DEVICES, "train_gan.device", f"must be one of {', '.join(DEVICES)}")
+        for key in ("latent_dim", "width", "d_steps"):
+            _check(getattr(self, key) > 0, f"dcgan.{key}", "must be > 0")
+        _check(self.gp_weight >= 0, "dcgan.gp_weight", "must be >= 0")
+        _check(self.r1_gamma >= 0, "dcgan.r1_gamma", "must be >= 0")
+        _check(self.batch_size >= 2, "dcgan.batch_size", "must be >= 2 (BatchNorm needs 2)")
+        _check(self.lr_g > 0 and self.lr_d > 0, "dcgan.lr_g/lr_d", "must be > 0")
+        _check(all(0 <= b < 1 for b in self.betas), "dcgan.betas", "each must be in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -186,6 +193,9 @@ class StyleGanConfig:
     (CIFAR) settings: short mapping network, no path-length regulariser."""
 
     width: int = 24  # channels at the finest resolution, doubling towards the coarsest (max 4x)
+    latent_dim: int = 64
+    batch_size: int = 64
+    balanced_sampling: bool = True  # draw training batches uniformly over classes, not images
     mapping_layers: int = 2
     lr: float = 0.0025  # generator and discriminator (Adam)
     betas: tuple[float, float] = (0.0, 0.99)
@@ -201,8 +211,9 @@ class StyleGanConfig:
     truncation_psi: float = 1.0  # sampling: w -> class mean w + psi (w - class mean w); 1 = off
 
     def __post_init__(self) -> None:
-        for key in ("width", "mapping_layers", "r1_every", "ada_interval"):
+        for key in ("width", "latent_dim", "mapping_layers", "r1_every", "ada_interval"):
             _check(getattr(self, key) > 0, f"stylegan.{key}", "must be > 0")
+        _check(self.batch_size >= 2, "stylegan.batch_size", "must be >= 2 (minibatch stddev)")
         _check(self.lr > 0, "stylegan.lr", "must be > 0")
         _check(all(0 <= b < 1 for b in self.betas), "stylegan.betas", "each must be in [0, 1)")
         _check(self.r1_gamma >= 0, "stylegan.r1_gamma", "must be >= 0")
@@ -236,6 +247,37 @@ class CycleGanConfig:
         for key in ("cycle_weight", "identity_weight"):
             _check(getattr(self, key) >= 0, f"cyclegan.{key}", "must be >= 0")
         _check(self.pool_size >= 0, "cyclegan.pool_size", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """train_gan.method: diffusion (pipeline/synthesizers/diffusion.py): a class-conditional DDPM
+    (small U-Net, cosine schedule, classifier-free guidance) sampled with deterministic DDIM."""
+
+    width: int = 24  # U-Net channels at the finest resolution (x2 per coarser level, max 4x)
+    batch_size: int = 64
+    balanced_sampling: bool = True  # draw training batches uniformly over classes, not images
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    timesteps: int = 1000  # noise levels of training (cosine schedule)
+    label_dropout: float = 0.1  # share of training labels replaced by the null label (for CFG)
+    guidance: float = 1.0  # sampling: eps_null + guidance (eps_y - eps_null); 1 = conditional
+    sampling_steps: int = 25  # DDIM steps (eta = 0: deterministic) per image
+    # auto: bf16 autocast on GPUs that support it, fp32 on CPU | fp32 | bf16
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+
+    def __post_init__(self) -> None:
+        for key in ("width", "batch_size", "timesteps", "sampling_steps"):
+            _check(getattr(self, key) > 0, f"diffusion.{key}", "must be > 0")
+        _check(self.sampling_steps <= self.timesteps, "diffusion.sampling_steps",
+               "must be <= diffusion.timesteps")
+        _check(self.lr > 0, "diffusion.lr", "must be > 0")
+        _check(all(0 <= b < 1 for b in self.betas), "diffusion.betas", "each must be in [0, 1)")
+        _check(0 <= self.label_dropout < 1, "diffusion.label_dropout",
+               "must be in [0, 1) (0: no guidance possible, 0.1 is usual)")
+        _check(self.guidance >= 0, "diffusion.guidance", "must be >= 0 (1 = no guidance)")
+        _check(self.guidance == 1 or self.label_dropout > 0, "diffusion.guidance",
+               "needs diffusion.label_dropout > 0 (the unconditional model it extrapolates from)")
 
 
 @dataclass(frozen=True)
@@ -372,8 +414,10 @@ class Config:
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     train_gan: TrainGanConfig = field(default_factory=TrainGanConfig)
+    dcgan: DcganConfig = field(default_factory=DcganConfig)
     stylegan: StyleGanConfig = field(default_factory=StyleGanConfig)
     cyclegan: CycleGanConfig = field(default_factory=CycleGanConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     export: ExportConfig = field(default_factory=ExportConfig)

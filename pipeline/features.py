@@ -23,7 +23,7 @@ from pipeline.artifacts import load_checkpoint, save_checkpoint
 from pipeline.classify import apply_batched, inverse_frequency, train_classifier
 from pipeline.config import FeaturesConfig
 from pipeline.errors import PipelineError
-from pipeline.models import CLASSIFIERS
+from pipeline.models.classifier import CLASSIFIERS
 
 FORMAT = "imbalance-gan/features/v1"
 

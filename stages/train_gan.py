@@ -2,7 +2,8 @@
 curves.
 
 The method (`train_gan.method`) comes from pipeline/synthesizers/registry.py; this stage only
-talks to it through the synthesizer contract (pipeline/synthesizers/base.py).
+talks to it through the synthesizer contract (pipeline/synthesizers/base.py) and shows the loss
+columns its update declares.
 
 The full training state is written to `--state` (outside DVC's outs, so `dvc repro` never deletes
 it) every `train_gan.checkpoint_every` steps: a killed run resumes where it stopped, and raising
@@ -15,10 +16,11 @@ import pandas as pd
 
 from pipeline.artifacts import load_split, save_csv, save_png
 from pipeline.features import load_extractor
-from pipeline.gan.quality import QualityProbe
+from pipeline.quality import QualityProbe
 from pipeline.stage import Stage, n_classes_of, run
 from pipeline.synthesizers.registry import method_module
-from pipeline.train_gan import class_samples, done_line, progress, resume_key, summary, unread
+from pipeline.training.progress import class_samples, done_line, progress, summary
+from pipeline.training.state_file import resume_key
 
 
 def main(s: Stage) -> None:
@@ -26,7 +28,7 @@ def main(s: Stage) -> None:
     images, labels = load_split(data / "train.npz")
     n_classes = n_classes_of(labels)
     method = method_module(cfg.train_gan.method)
-    key = resume_key(cfg, device, data / "train.npz", s.args.features)
+    key = resume_key(cfg, device, data / "train.npz", s.args.features, sections=method.SECTIONS)
     if not world.is_main:  # the other ranks train; rank 0 alone evaluates and writes
         method.train(images, labels, cfg, n_classes=n_classes, device=device,
                      checkpoint=s.args.state, resume_key=key)
@@ -35,9 +37,7 @@ def main(s: Stage) -> None:
     extractor, extractor_meta = load_extractor(s.args.features, device=device)
     probe = QualityProbe(extractor, images, labels, val_images, val_labels, cfg.features,
                          n_classes=n_classes, device=device, seed=cfg.seed)
-    if notice := unread(cfg):
-        print(notice)
-    s.log_params("train_gan", *method.SECTIONS, device_used=str(device), n_train=len(labels),
+    s.log_params(*method.SECTIONS, device_used=str(device), n_train=len(labels),
                  n_processes=world.world_size)
     with progress(cfg.train_gan.steps) as (log, notify):
         result = method.train(images, labels, cfg, n_classes=n_classes, device=device, log=log,

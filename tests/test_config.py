@@ -17,16 +17,18 @@ from pipeline.config import (
     DEFAULT_VARIANTS,
     Config,
     PrepareConfig,
+    DcganConfig,
     TrainGanConfig,
     load_config,
     parse_config,
 )
 from pipeline.errors import PipelineError
-from pipeline.schema import as_flat_dict
-from pipeline.gan.ada import ADA_OPS
-from pipeline.gan.augment import AUGMENTS
+from pipeline.gan.diffaugment import AUGMENTS
 from pipeline.gan.losses import LOSSES
-from pipeline.models import CLASSIFIERS, GAN_ARCHS
+from pipeline.models.ada import ADA_OPS
+from pipeline.models.classifier import CLASSIFIERS
+from pipeline.models.dcgan import GAN_ARCHS
+from pipeline.schema import as_flat_dict
 from pipeline.synthesizers.registry import METHODS
 from pipeline.variants import VARIANTS
 
@@ -59,8 +61,8 @@ def test_repo_params_load_cleanly() -> None:
             if isinstance(got, float):
                 value = float(value)  # ints and '2e-4'-style strings become floats
             assert got == value, f"{section}.{key}"
-    assert isinstance(cfg.train_gan.lr_g, float)
-    assert isinstance(cfg.train_gan.betas, tuple) and len(cfg.train_gan.betas) == 2
+    assert isinstance(cfg.dcgan.lr_g, float)
+    assert isinstance(cfg.dcgan.betas, tuple) and len(cfg.dcgan.betas) == 2
     assert cfg.digest == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -68,8 +70,8 @@ def test_empty_file_gives_the_documented_defaults(tmp_path: Path) -> None:
     cfg = load_text(tmp_path, "")
     assert dataclasses.replace(cfg, digest="") == Config()
     assert cfg.seed == 0
-    assert (cfg.train_gan.steps, cfg.train_gan.width, cfg.train_gan.ema_decay) == (1500, 32, 0.999)
-    assert (cfg.train_gan.loss, cfg.train_gan.spectral_norm) == ("wgan-gp", False)
+    assert (cfg.train_gan.steps, cfg.dcgan.width, cfg.train_gan.ema_decay) == (1500, 32, 0.999)
+    assert (cfg.dcgan.loss, cfg.dcgan.spectral_norm) == ("wgan-gp", False)
     assert (cfg.prepare.val_fraction, cfg.prepare.min_fraction) == (0.15, 0.08)
     # a user's data keeps its native size and its own class counts unless asked otherwise
     assert (cfg.prepare.image_size, cfg.prepare.imbalance) == (None, "auto")
@@ -83,12 +85,13 @@ def test_empty_file_gives_the_documented_defaults(tmp_path: Path) -> None:
 
 
 def test_a_partial_section_keeps_the_other_defaults(tmp_path: Path) -> None:
-    cfg = load_text(tmp_path,
-                    "seed: 7\ntrain_gan:\n  steps: 7\n  diffaugment: [translation, color]\n")
+    cfg = load_text(tmp_path, "seed: 7\ntrain_gan:\n  steps: 7\n"
+                              "dcgan:\n  diffaugment: [translation, color]\n")
     assert cfg.seed == 7
     assert cfg.train_gan.steps == 7
-    assert cfg.train_gan.diffaugment == ("translation", "color")
-    assert cfg.train_gan.batch_size == TrainGanConfig().batch_size
+    assert cfg.dcgan.diffaugment == ("translation", "color")
+    assert cfg.dcgan.batch_size == DcganConfig().batch_size
+    assert cfg.train_gan == dataclasses.replace(TrainGanConfig(), steps=7)
     assert cfg.prepare == PrepareConfig()
 
 
@@ -120,12 +123,12 @@ def test_unknown_keys_are_errors_naming_the_key(
     ("train_gan:\n  steps: true\n", "train_gan.steps: expected int, got True (bool)"),
     ("seed: 1.5\n", "seed: expected int, got 1.5 (float)"),
     ("seed: null\n", "seed: expected int, got None"),
-    ("train_gan:\n  lr_g: [1, 2]\n", "train_gan.lr_g: expected float, got [1, 2] (list)"),
-    ("train_gan:\n  lr_d: fast\n", "train_gan.lr_d: expected float, got 'fast' (str)"),
+    ("dcgan:\n  lr_g: [1, 2]\n", "dcgan.lr_g: expected float, got [1, 2] (list)"),
+    ("dcgan:\n  lr_d: fast\n", "dcgan.lr_d: expected float, got 'fast' (str)"),
     ("generate:\n  ratio: false\n", "generate.ratio: expected float, got False (bool)"),
-    ("train_gan:\n  spectral_norm: 1\n", "train_gan.spectral_norm: expected bool, got 1 (int)"),
-    ("train_gan:\n  betas: [0.5]\n", "train_gan.betas: expected a list of 2 values"),
-    ("train_gan:\n  betas: [0.5, fast]\n", "train_gan.betas[1]: expected float"),
+    ("dcgan:\n  spectral_norm: 1\n", "dcgan.spectral_norm: expected bool, got 1 (int)"),
+    ("dcgan:\n  betas: [0.5]\n", "dcgan.betas: expected a list of 2 values"),
+    ("dcgan:\n  betas: [0.5, fast]\n", "dcgan.betas[1]: expected float"),
     ("train_gan: 3\n", "train_gan: expected a mapping, got 3 (int)"),
     ("prepare:\n  keep_fractions: [0.5]\n", "prepare.keep_fractions: expected a mapping"),
     ("prepare:\n  keep_fractions: {1.5: 0.5}\n", "prepare.keep_fractions key: expected str, got 1.5"),
@@ -143,8 +146,8 @@ def names(registry: dict) -> str:
 
 
 @pytest.mark.parametrize(("text", "key", "allowed"), [
-    ("train_gan:\n  arch: gan\n", "train_gan.arch: 'gan' (str)", names(GAN_ARCHS)),
-    ("train_gan:\n  loss: wgan\n", "train_gan.loss: 'wgan' (str)", names(LOSSES)),
+    ("dcgan:\n  arch: gan\n", "dcgan.arch: 'gan' (str)", names(GAN_ARCHS)),
+    ("dcgan:\n  loss: wgan\n", "dcgan.loss: 'wgan' (str)", names(LOSSES)),
     ("train_gan:\n  method: gan2\n", "train_gan.method: 'gan2' (str)", names(METHODS)),
     ("prepare:\n  channels: 2\n", "prepare.channels: 2 (int)", "1, 3"),
     ("prepare:\n  channels: true\n", "prepare.channels: True (bool)", "1, 3"),
@@ -152,7 +155,7 @@ def names(registry: dict) -> str:
      "auto, none, long_tail, fractions"),
     ("generate:\n  target: all\n", "generate.target: 'all' (str)", names(TARGETS)),
     ("data:\n  source: webcam\n", "data.source: 'webcam' (str)", "digits"),
-    ("train_gan:\n  diffaugment: [translation, flip]\n", "train_gan.diffaugment[1]: 'flip' (str)",
+    ("dcgan:\n  diffaugment: [translation, flip]\n", "dcgan.diffaugment[1]: 'flip' (str)",
      names(AUGMENTS)),
     ("stylegan:\n  augment: [xflip, cutout]\n", "stylegan.augment[1]: 'cutout' (str)",
      names(ADA_OPS)),
@@ -187,19 +190,19 @@ def test_values_outside_a_choice_list_the_allowed_values(
     ("evaluate:\n  pretrain_fraction: 1\n", "evaluate.pretrain_fraction: must be in (0, 1)"),
     ("evaluate:\n  augment: [hflip, hflip]\n", "evaluate.augment: has duplicates"),
     ("generate:\n  candidates_per_image: 0\n", "generate.candidates_per_image: must be >= 1"),
-    ("train_gan:\n  width: -8\n", "train_gan.width: must be > 0"),
-    ("train_gan:\n  batch_size: 0\n", "train_gan.batch_size: must be >= 2"),
-    ("train_gan:\n  latent_dim: 0\n", "train_gan.latent_dim: must be > 0"),
+    ("dcgan:\n  width: -8\n", "dcgan.width: must be > 0"),
+    ("dcgan:\n  batch_size: 0\n", "dcgan.batch_size: must be >= 2"),
+    ("dcgan:\n  latent_dim: 0\n", "dcgan.latent_dim: must be > 0"),
     ("train_gan:\n  log_every: 0\n", "train_gan.log_every: must be > 0"),
-    ("train_gan:\n  lr_d: 0\n", "lr_d: must be > 0"),
-    ("train_gan:\n  betas: [0.5, 1.0]\n", "train_gan.betas: each must be in [0, 1)"),
+    ("dcgan:\n  lr_d: 0\n", "lr_d: must be > 0"),
+    ("dcgan:\n  betas: [0.5, 1.0]\n", "dcgan.betas: each must be in [0, 1)"),
     ("train_gan:\n  ema_decay: 1.0\n", "train_gan.ema_decay: must be in [0, 1)"),
     ("train_gan:\n  device: tpu\n", "train_gan.device: must be one of auto, cpu, cuda"),
-    ("train_gan:\n  d_steps: 0\n", "train_gan.d_steps: must be > 0"),
+    ("dcgan:\n  d_steps: 0\n", "dcgan.d_steps: must be > 0"),
     ("train_gan:\n  checkpoint_every: 0\n", "train_gan.checkpoint_every: must be > 0"),
     ("train_gan:\n  eval_every: -1\n", "train_gan.eval_every: must be >= 0 (0 = only at the end)"),
-    ("train_gan:\n  gp_weight: -1\n", "train_gan.gp_weight: must be >= 0"),
-    ("train_gan:\n  r1_gamma: -0.5\n", "train_gan.r1_gamma: must be >= 0"),
+    ("dcgan:\n  gp_weight: -1\n", "dcgan.gp_weight: must be >= 0"),
+    ("dcgan:\n  r1_gamma: -0.5\n", "dcgan.r1_gamma: must be >= 0"),
     ("features:\n  steps: 0\n", "features.steps: must be > 0"),
     ("features:\n  batch_size: 1\n", "features.batch_size: must be >= 2"),
     ("features:\n  classifier: resnet18\n", "features.classifier: 'resnet18' (str) is not allowed"),
@@ -228,9 +231,9 @@ def test_count_is_only_checked_when_it_is_the_target(tmp_path: Path) -> None:
 
 def test_exponent_floats_that_yaml_reads_as_strings_are_accepted(tmp_path: Path) -> None:
     # PyYAML (YAML 1.1) reads 2e-4 without a dot as the *string* '2e-4'.
-    cfg = load_text(tmp_path, "train_gan:\n  lr_g: 2e-4\n  lr_d: 1e-3\nevaluate:\n  lr: 5e-4\n")
-    assert isinstance(cfg.train_gan.lr_g, float) and cfg.train_gan.lr_g == 2e-4
-    assert cfg.train_gan.lr_d == 1e-3
+    cfg = load_text(tmp_path, "dcgan:\n  lr_g: 2e-4\n  lr_d: 1e-3\nevaluate:\n  lr: 5e-4\n")
+    assert isinstance(cfg.dcgan.lr_g, float) and cfg.dcgan.lr_g == 2e-4
+    assert cfg.dcgan.lr_d == 1e-3
     assert cfg.evaluate.lr == 5e-4
 
 
@@ -295,7 +298,7 @@ def test_seeds_that_would_overflow_image_seeds_are_rejected(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("text", [
     "generate:\n  target: ratio\n  ratio: .inf\n",
-    "train_gan:\n  lr_g: .inf\n",
+    "dcgan:\n  lr_g: .inf\n",
     "evaluate:\n  lr: .inf\n",
 ])
 def test_infinite_values_are_rejected(tmp_path: Path, text: str) -> None:
@@ -308,16 +311,16 @@ def test_parse_config_names_its_source() -> None:
 
 
 def test_as_flat_dict_gives_dotted_mlflow_params() -> None:
-    flat = as_flat_dict(TrainGanConfig(diffaugment=["translation", "cutout"]), "train_gan.")
-    assert flat["train_gan.steps"] == 1500
-    assert flat["train_gan.betas"] == "0.0,0.9"
-    assert flat["train_gan.diffaugment"] == "translation,cutout"
-    assert flat["train_gan.spectral_norm"] is False
-    assert len(flat) == len(dataclasses.fields(TrainGanConfig))
+    flat = as_flat_dict(DcganConfig(diffaugment=["translation", "cutout"]), "dcgan.")
+    assert flat["dcgan.width"] == 32
+    assert flat["dcgan.betas"] == "0.0,0.9"
+    assert flat["dcgan.diffaugment"] == "translation,cutout"
+    assert flat["dcgan.spectral_norm"] is False
+    assert len(flat) == len(dataclasses.fields(DcganConfig))
     prep = as_flat_dict(PrepareConfig(imbalance="fractions", keep_fractions={1: 0.5}))
     assert prep["keep_fractions"] == "{1: 0.5}"
     nested = as_flat_dict(Config())
-    assert nested["train_gan.arch"] == "dcgan" and nested["data.path"] is None
+    assert nested["dcgan.arch"] == "dcgan" and nested["data.path"] is None
     assert "train_gan" not in nested
 
 
@@ -332,7 +335,7 @@ def test_params_yaml_holds_exactly_the_dataclass_defaults() -> None:
 
 
 @pytest.mark.parametrize(("section", "key", "registry", "more"), [
-    ("train_gan", "arch", GAN_ARCHS, ""), ("train_gan", "loss", LOSSES, ""),
+    ("dcgan", "arch", GAN_ARCHS, ""), ("dcgan", "loss", LOSSES, ""),
     ("train_gan", "method", METHODS, ""), ("evaluate", "classifier", CLASSIFIERS, ""),
     ("generate", "target", TARGETS, "  count: 5\n"),
 ])
@@ -346,12 +349,12 @@ def test_every_registered_name_is_a_valid_choice(
 
 
 def test_every_registered_list_entry_is_a_valid_choice(tmp_path: Path) -> None:
-    text = yaml.safe_dump({"train_gan": {"diffaugment": list(AUGMENTS)},
+    text = yaml.safe_dump({"dcgan": {"diffaugment": list(AUGMENTS)},
                            "stylegan": {"augment": list(ADA_OPS)},
                            "evaluate": {"variants": list(VARIANTS), "augment": list(AUGMENTATIONS)},
                            "features": {"augment": list(AUGMENTATIONS)}})
     cfg = load_text(tmp_path, text)
-    assert cfg.train_gan.diffaugment == tuple(AUGMENTS)
+    assert cfg.dcgan.diffaugment == tuple(AUGMENTS)
     assert cfg.stylegan.augment == tuple(ADA_OPS) == type(cfg.stylegan)().augment
     assert cfg.evaluate.variants == tuple(VARIANTS)
     assert set(DEFAULT_VARIANTS) <= set(VARIANTS)
@@ -365,3 +368,27 @@ def test_data_sources_are_exactly_the_registered_readers() -> None:
 
     hint = typing.get_type_hints(DataConfig)["source"]
     assert typing.get_args(hint) == tuple(SOURCES)
+
+
+def test_the_registries_names_are_the_implementing_registries_keys() -> None:
+    """pipeline/registries.py is what config validates with; each registry keys its entries by
+    exactly those names, in that order."""
+    import pipeline.registries as names
+    from pipeline.synthesizers.registry import method_module
+
+    assert names.GAN_ARCHS == tuple(GAN_ARCHS) and names.GAN_LOSSES == tuple(LOSSES)
+    assert names.DIFFAUGMENTS == tuple(AUGMENTS) and names.ADA_OPS == tuple(ADA_OPS)
+    assert names.CLASSIFIERS == tuple(CLASSIFIERS)
+    for name in names.METHODS:
+        assert method_module(name).__name__ == f"pipeline.synthesizers.{name}"
+
+
+def test_config_imports_no_method_package() -> None:
+    """Validating params imports no model, loss or method (transitively): editing one reruns only
+    the stages that use it, and dvc.yaml lists config.py's few dependencies."""
+    from test_stages_cli import pipeline_modules
+
+    found = pipeline_modules(REPO / "pipeline" / "config.py")
+    assert "pipeline/registries.py" in found
+    assert sorted(m for m in found if m.split("/")[1] in
+                  ("gan", "models", "synthesizers", "training")) == []

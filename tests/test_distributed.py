@@ -19,9 +19,9 @@ from conftest import (
 )
 from torchrun_fit import fit
 from pipeline.artifacts import save_split
-from pipeline.config import TrainGanConfig
+from pipeline.config import DcganConfig
 from pipeline.gan.losses import LOSSES
-from pipeline.gan.train import build_state, d_step, g_step
+from pipeline.synthesizers.dcgan import build_state, d_step, g_step
 from pipeline.pixels import to_unit
 from pipeline.pool import SyntheticPool
 
@@ -34,10 +34,10 @@ def test_device_resident_step_matches_a_typical_eager_loop_on_a_fixed_batch() ->
     """d_step/g_step (uint8 data resident on the device, real and fake through D in one pass)
     give the losses of the textbook loop (float batch from the host, two D passes)."""
     images, labels = make_images([6, 6])
-    cfg = TrainGanConfig(width=8, latent_dim=16, batch_size=8, spectral_norm=False)
+    cfg = DcganConfig(width=8, latent_dim=16, batch_size=8, spectral_norm=False)
     torch.manual_seed(0)
     state = build_state(cfg, n_classes=2, image_size=8, channels=1, device=CPU)
-    G, D = copy.deepcopy(state.G), copy.deepcopy(state.D)
+    G, D = copy.deepcopy(state["G"]), copy.deepcopy(state["D"])
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
     idx = torch.tensor([0, 3, 5, 6, 7, 9, 11, 2])
@@ -56,10 +56,10 @@ def test_device_resident_step_matches_a_typical_eager_loop_on_a_fixed_batch() ->
     assert ours_d.item() == pytest.approx(ref_d.item(), rel=1e-6)
     # the same gradients, up to summation order (Adam would amplify that noise in near-zero
     # gradients, so the comparison is on gradients, not on updated weights)
-    for a, b in zip(state.D.parameters(), D.parameters()):
+    for a, b in zip(state["D"].parameters(), D.parameters()):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6)
     # generator step against the same discriminator weights
-    D.load_state_dict(state.D.state_dict())
+    D.load_state_dict(state["D"].state_dict())
     ours_g = g_step(state, y, z2, loss=hinge, augment=[])
     ref_g = -D(G(z2, y), y).mean()
     opt_g.zero_grad()
@@ -76,8 +76,9 @@ def torchrun_project(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pyt
     new_mlflow_db(root / "mlflow.db", pytestconfig)
     project = copy_project(root / "project")
     write_params(project / "params.yaml",
-                 train_gan={"steps": 8, "width": 8, "batch_size": 16, "log_every": 4,
-                            "eval_every": 0, "checkpoint_every": 4, "device": "cpu"},
+                 train_gan={"steps": 8, "log_every": 4, "eval_every": 0, "checkpoint_every": 4,
+                            "device": "cpu"},
+                 dcgan={"width": 8, "batch_size": 16},
                  features={"steps": 10, "width": 4, "device": "cpu"},
                  evaluate={"steps": 6, "width": 4, "seeds": 1, "bootstrap": 10, "batch_size": 16,
                            "variants": ["real", "gan"], "device": "cpu"})

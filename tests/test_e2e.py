@@ -34,8 +34,9 @@ STAGES = ["prepare", "features", "train_gan", "generate", "evaluate", "export", 
 OUTPUT_DIRS = ("data", "models", "metrics", "plots")
 TINY = dict(
     features={"steps": 30, "width": 8, "device": "cpu"},
-    train_gan={"steps": 20, "width": 8, "batch_size": 32, "log_every": 5, "eval_every": 10,
-               "checkpoint_every": 5, "device": "cpu"},
+    train_gan={"steps": 20, "log_every": 5, "eval_every": 10, "checkpoint_every": 5,
+               "device": "cpu"},
+    dcgan={"width": 8, "batch_size": 32},
     generate={"device": "cpu"},
     evaluate={"steps": 20, "width": 8, "device": "cpu", "seeds": 2, "bootstrap": 100},
 )
@@ -450,10 +451,11 @@ def test_a_killed_train_gan_resumes_on_the_next_repro(
 # quality is measured at the end only, so that a kill lands mid-training (cyclegan trains 9 class
 # pairs at about 1.5 s a step on one CPU core, stylegan at about 0.1 s).
 METHODS = {
-    "stylegan": {"train_gan.steps": 40, "stylegan.width": 8,
+    "stylegan": {"train_gan.steps": 40, "stylegan.width": 8, "stylegan.batch_size": 32,
                  "stylegan.ada_p": 0.2},  # augmenting from step 1: ADA's state must resume too
     "cyclegan": {"train_gan.steps": 6, "cyclegan.width": 4, "cyclegan.n_res": 1,
                  "cyclegan.batch_size": 4},
+    "diffusion": {"train_gan.steps": 6, "diffusion.width": 8, "diffusion.sampling_steps": 4},
 }
 METHOD_COMMON = {"train_gan.eval_every": 0, "train_gan.checkpoint_every": 2,
                  # the baselines do not depend on the method; the synthetic variants do
@@ -502,8 +504,10 @@ def test_each_method_runs_through_the_whole_pipeline(method_run: Pipeline) -> No
     if method == "stylegan":  # ADA's p, moving from the 0.2 it started at
         assert losses["ada_p"].between(0.0, 1.0).all() and losses["ada_p"].nunique() > 1
         assert m["final_ada_p"] == pytest.approx(losses["ada_p"].iloc[-1])
-    else:
+    elif method == "cyclegan":
         assert {"cycle_loss", "identity_loss"} <= set(losses.columns)
+    else:  # diffusion: one loss column, the denoising MSE
+        assert list(losses.columns) == ["step", "loss"] and m["final_loss"] > 0
     # generate: the audit, every class to the majority, distinct images within each class
     g = p.json("metrics/generate.json")
     assert g["checkpoint_sha256"] == p.generator_sha256

@@ -1,5 +1,5 @@
-"""pipeline/gan parts: losses, pixel conversions, DiffAugment, sampling, the generator checkpoint
-and per-image latents (the training loop: test_gan_train.py, test_gan_resume.py)."""
+"""GAN parts: losses, pixel conversions, DiffAugment, sampling, the dcgan checkpoint and per-image
+latents (the training loop: test_gan_train.py, test_gan_resume.py)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,14 @@ import pytest
 import torch
 
 from pipeline.artifacts import save_checkpoint
-from pipeline.config import TrainGanConfig
+from pipeline.config import Config
 from pipeline.errors import PipelineError
-from pipeline.gan.augment import AUGMENTS, cutout, diff_augment, translation
-from pipeline.gan.checkpoint import FORMAT, load_generator, save_generator
+from pipeline.gan.diffaugment import AUGMENTS, cutout, diff_augment, translation
 from pipeline.gan.losses import LOSSES
-from pipeline.gan.sampling import sample
-from pipeline.gan.state import GanState
-from pipeline.gan.train import fit
 from pipeline.pixels import to_uint8, to_unit
+from pipeline.synthesizers.base import FORMAT, GeneratorSynthesizer, load_synthesizer, sample
+from pipeline.synthesizers.dcgan import fit
+from pipeline.training.state import TrainState
 from test_gan_train import CPU, IMAGES, LABELS, tiny
 
 
@@ -99,8 +98,8 @@ def test_augmentation_is_differentiable() -> None:
 
 @dataclass
 class Trained:
-    cfg: TrainGanConfig
-    state: GanState
+    cfg: Config
+    state: TrainState
 
 
 @pytest.fixture(scope="module", params=["dcgan", "mlp"])
@@ -111,13 +110,13 @@ def trained(request: pytest.FixtureRequest) -> Trained:
 
 def test_sample_returns_uint8_nhwc(trained) -> None:
     labels = np.array([0, 1, 2, 2, 1])
-    out = sample(trained.state.G_ema, labels, np.arange(5), latent_dim=16, device=CPU)
+    out = sample(trained.state.ema, labels, np.arange(5), latent_dim=16, device=CPU)
     assert out.shape == (5, 8, 8, 1) and out.dtype == np.uint8
     assert out.std() > 0
 
 
 def test_each_sample_is_reproducible_from_its_seed_alone(trained) -> None:
-    G = trained.state.G_ema
+    G = trained.state.ema
     labels = np.array([0, 1, 2] * 7)
     seeds = 1000 + np.arange(len(labels))
     whole = sample(G, labels, seeds, latent_dim=16, device=CPU)
@@ -136,60 +135,59 @@ def test_each_sample_is_reproducible_from_its_seed_alone(trained) -> None:
 
 
 def test_sample_of_nothing_is_an_empty_array(trained) -> None:
-    out = sample(trained.state.G_ema, np.array([], dtype=np.int64), np.array([], dtype=np.int64),
+    out = sample(trained.state.ema, np.array([], dtype=np.int64), np.array([], dtype=np.int64),
                  latent_dim=16, device=CPU)
     assert out.shape == (0, 8, 8, 1) and out.dtype == np.uint8
 
 
 def test_sample_accepts_seeds_beyond_32_bits(trained) -> None:
     seeds = np.array([3 * 2**32 + 5, 3 * 2**32 + 6], dtype=np.int64)  # generate: seed * 2**32 + i
-    a = sample(trained.state.G_ema, np.array([0, 0]), seeds, latent_dim=16, device=CPU)
+    a = sample(trained.state.ema, np.array([0, 0]), seeds, latent_dim=16, device=CPU)
     assert not np.array_equal(a[0], a[1])
 
 
-# --- generator checkpoint -------------------------------------------------------------------------
+# --- checkpoint ----------------------------------------------------------------------------------
 
-def test_generator_checkpoint_roundtrip(trained, tmp_path: Path) -> None:
-    cfg = trained.cfg
+def test_a_dcgan_checkpoint_roundtrip(trained, tmp_path: Path) -> None:
+    meta = {"method": "dcgan", "arch": trained.cfg.dcgan.arch, "seed": 3, "n_classes": 3,
+            "step": 6, "model_kwargs": trained.state.model_kwargs,
+            "sampling": {"latent_dim": 16}}
     path = tmp_path / "generator.pt"
-    save_generator(path, trained.state, cfg, seed=3)
-    G, meta = load_generator(path, device=CPU)
-    assert not G.training
+    GeneratorSynthesizer(trained.state.ema, meta=meta, device=CPU).save(path)
+    loaded = load_synthesizer(path, device=CPU)
+    assert not loaded.G.training
     labels, seeds = np.array([0, 1, 2, 0]), np.arange(4)
     np.testing.assert_array_equal(
-        sample(G, labels, seeds, latent_dim=16, device=CPU),
-        sample(trained.state.G_ema, labels, seeds, latent_dim=16, device=CPU),
+        loaded.sample(labels, seeds),
+        sample(trained.state.ema, labels, seeds, latent_dim=16, device=CPU),
     )
-    assert meta["format"] == FORMAT
-    assert meta["arch"] == cfg.arch
-    assert (meta["step"], meta["seed"]) == (6, 3)
-    assert meta["model_kwargs"] == trained.state.model_kwargs
-    # plain JSON types in the file
-    assert meta["train_gan"]["steps"] == 6 and meta["train_gan"]["betas"] == [0.0, 0.9]
-    assert "state_dict" not in meta
+    assert loaded.meta["format"] == FORMAT and loaded.meta["arch"] == trained.cfg.dcgan.arch
+    assert loaded.meta["model_kwargs"] == trained.state.model_kwargs
     raw = torch.load(path, weights_only=True)  # no code from the file runs
-    assert raw["format"] == FORMAT
-    assert raw["state_dict"].keys() == trained.state.G_ema.state_dict().keys()
+    assert raw["state_dict"].keys() == trained.state.ema.state_dict().keys()
 
 
-def test_loading_a_checkpoint_of_another_kind_is_an_error(tmp_path: Path) -> None:
-    save_checkpoint(tmp_path / "c.pt", {"format": "someone-else/v9", "state_dict": {}})
-    with pytest.raises(PipelineError, match="not a generator checkpoint of this project"):
-        load_generator(tmp_path / "c.pt", device=CPU)
+@pytest.mark.parametrize("kind", ["someone-else/v9", "imbalance-gan/generator/v1"])
+def test_loading_a_checkpoint_of_another_kind_is_an_error(tmp_path: Path, kind: str) -> None:
+    # generator/v1: the generator-only format before synthesizers; no user has one any more
+    save_checkpoint(tmp_path / "c.pt", {"format": kind, "state_dict": {}})
+    with pytest.raises(PipelineError, match=f"not a synthesizer checkpoint of this project "
+                                            f"\\(format '{kind}'.*rerun `dvc repro train_gan`"):
+        load_synthesizer(tmp_path / "c.pt", device=CPU)
     with pytest.raises(PipelineError, match="checkpoint not found"):
-        load_generator(tmp_path / "missing.pt", device=CPU)
+        load_synthesizer(tmp_path / "missing.pt", device=CPU)
 
 
 def test_loading_a_torch_file_that_is_not_a_dict_is_a_pipeline_error(tmp_path: Path) -> None:
     torch.save(torch.zeros(3), tmp_path / "c.pt")
     with pytest.raises(PipelineError):
-        load_generator(tmp_path / "c.pt", device=CPU)
+        load_synthesizer(tmp_path / "c.pt", device=CPU)
 
 
 # --- per-image latents ----------------------------------------------------------------------------
 
 def test_latents_are_a_pure_function_of_each_seed() -> None:
-    from pipeline.gan.latents import latents
+    from pipeline.synthesizers.latents import latents
 
     seeds = np.array([0, 1, 2, 7 * 2**32 + 3, -5, 2**62], dtype=np.int64)
     z = latents(seeds, 16, device=CPU)
@@ -204,7 +202,7 @@ def test_latents_are_a_pure_function_of_each_seed() -> None:
 
 
 def test_latents_are_standard_normal() -> None:
-    from pipeline.gan.latents import latents
+    from pipeline.synthesizers.latents import latents
 
     z = latents(np.arange(20_000, dtype=np.int64), 8, device=CPU).double()
     assert abs(z.mean().item()) < 0.01

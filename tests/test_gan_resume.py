@@ -10,7 +10,7 @@ import torch
 
 from pipeline.errors import PipelineError
 from pipeline.gan.losses import LOSSES, GanLoss
-from pipeline.gan.train import fit
+from pipeline.synthesizers.dcgan import fit
 from test_gan_train import CPU, IMAGES, LABELS, Interrupt, interrupt_at, tiny
 
 
@@ -18,10 +18,9 @@ from test_gan_train import CPU, IMAGES, LABELS, Interrupt, interrupt_at, tiny
 
 def weights(result) -> dict[str, torch.Tensor]:
     s = result.state
-    out = {f"G.{k}": v for k, v in s.G.state_dict().items()}
-    out.update({f"D.{k}": v for k, v in s.D.state_dict().items()})
-    out.update({f"G_ema.{k}": v for k, v in s.G_ema.state_dict().items()})
-    for name, opt in (("opt_g", s.opt_g), ("opt_d", s.opt_d)):
+    out = {f"{n}.{k}": v for n, m in s.models.items() for k, v in m.state_dict().items()}
+    out.update({f"ema.{k}": v for k, v in s.ema.state_dict().items()})
+    for name, opt in s.optimizers.items():
         for i, st in opt.state_dict()["state"].items():
             out.update({f"{name}.{i}.{k}": v for k, v in st.items() if torch.is_tensor(v)})
     return out
@@ -119,7 +118,7 @@ def test_non_finite_losses_keep_the_last_good_state(tmp_path: Path) -> None:
             n_classes=3, seed=0, device=CPU, checkpoint=state, loss=GanLoss(d_loss, hinge.g))
     kept = torch.load(state, weights_only=True)
     assert kept["step"] == 4
-    assert all(torch.isfinite(v).all() for v in kept["G"].values())
+    assert all(torch.isfinite(v).all() for v in kept["models"]["G"].values())
 
 
 def test_evaluation_does_not_change_the_training_run() -> None:

@@ -1,9 +1,10 @@
-"""The dcgan training path: `fit`, the shared loop (pipeline/gan/loop.py) driven by a fake update,
-and the discriminator and generator steps (pipeline/gan/steps.py)."""
+"""The dcgan training path: `fit`, the shared loop (pipeline/training/loop.py) driven by a fake
+update, and the discriminator and generator steps (pipeline/synthesizers/dcgan.py)."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from pathlib import Path
 
@@ -11,22 +12,24 @@ import pytest
 import torch
 
 from conftest import make_images
-from pipeline.config import TrainGanConfig
+from pipeline.config import Config, DcganConfig, TrainGanConfig
 from pipeline.errors import PipelineError
-from pipeline.gan.checkpoint import TrainingStateFile
-from pipeline.gan.loop import Schedule, Update, train_loop
 from pipeline.gan.losses import LOSSES, GanLoss
-from pipeline.gan.state import GanState
-from pipeline.gan.steps import d_step, g_step
-from pipeline.gan.train import fit
+from pipeline.synthesizers.dcgan import d_step, fit, g_step
+from pipeline.training.loop import Schedule, Update, train_loop
+from pipeline.training.state import TrainState
+from pipeline.training.state_file import TrainingStateFile
 
 CPU = torch.device("cpu")
 IMAGES, LABELS = make_images([8, 6, 4])
 
 
-def tiny(**overrides) -> TrainGanConfig:
-    base = dict(width=8, latent_dim=16, steps=6, batch_size=8, log_every=2)
-    return TrainGanConfig(**{**base, **overrides})
+def tiny(**overrides) -> Config:
+    """A tiny dcgan: each setting goes to its section (dcgan's own, or the loop's train_gan)."""
+    values = {**dict(width=8, latent_dim=16, steps=6, batch_size=8, log_every=2), **overrides}
+    own = {f.name for f in dataclasses.fields(DcganConfig)}
+    return Config(dcgan=DcganConfig(**{k: v for k, v in values.items() if k in own}),
+                  train_gan=TrainGanConfig(**{k: v for k, v in values.items() if k not in own}))
 
 
 def history_logger() -> tuple[list[tuple[dict[str, float], int]], object]:
@@ -67,9 +70,9 @@ def test_fit_runs_every_loss_arch_and_augmentation(
     assert state.step == 6
     assert state.model_kwargs == dict(latent_dim=16, n_classes=3, image_size=8, channels=1, width=8)
     # the EMA generator is an average of past weights, not the current ones
-    pairs = zip(state.G_ema.parameters(), state.G.parameters())
+    pairs = zip(state.ema.parameters(), state["G"].parameters())
     assert any(not torch.equal(a, b) for a, b in pairs)
-    assert not any(p.requires_grad for p in state.G_ema.parameters())
+    assert not any(p.requires_grad for p in state.ema.parameters())
     if loss == "bce":
         assert all(r["d_loss"] > 0 and r["g_loss"] > 0 for r in result.history)  # softplus sums
 
@@ -79,7 +82,7 @@ def test_fit_on_rgb_images_with_color_augmentation() -> None:
     result = fit(images, labels, tiny(diffaugment=["color"], steps=2), n_classes=2, seed=0,
                  device=CPU)
     assert result.state.model_kwargs["channels"] == 3
-    assert result.state.G_ema(torch.randn(2, 16), torch.tensor([0, 1])).shape == (2, 3, 16, 16)
+    assert result.state.ema(torch.randn(2, 16), torch.tensor([0, 1])).shape == (2, 3, 16, 16)
 
 
 def test_a_last_partial_interval_is_logged_too() -> None:
@@ -114,12 +117,12 @@ class StepValues(Update):
 
     columns = ("d_loss", "g_loss", "other")
 
-    def __init__(self, *, bad_other_from: int = 0, finite: tuple[str, ...] = ("d_loss", "g_loss")
-                 ) -> None:
+    def __init__(self, *, bad_other_from: int = 0, other: str = "other") -> None:
         self.calls: list[int] = []
-        self.bad_other_from, self.finite = bad_other_from, finite
+        self.bad_other_from = bad_other_from
+        self.columns = ("d_loss", "g_loss", other)  # other_loss: a loss, so guarded
 
-    def __call__(self, state: GanState, step: int) -> torch.Tensor:
+    def __call__(self, state: TrainState, step: int) -> torch.Tensor:
         self.calls.append(step)
         bad = self.bad_other_from and step >= self.bad_other_from
         return torch.tensor([step, 10.0 * step, float("nan") if bad else -step])
@@ -128,11 +131,12 @@ class StepValues(Update):
         return {"calls": float(len(self.calls))}
 
 
-def still_state() -> GanState:
+def still_state() -> TrainState:
     torch.manual_seed(0)
     G, D = torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)
     sgd = lambda m: torch.optim.SGD(m.parameters(), lr=0.0)  # noqa: E731 - no weight change
-    return GanState(G, D, copy.deepcopy(G).requires_grad_(False), sgd(G), sgd(D), {})
+    return TrainState({"G": G, "D": D}, {"G": sgd(G), "D": sgd(D)},
+                      copy.deepcopy(G).requires_grad_(False), {})
 
 
 def test_the_shared_loop_logs_interval_means_of_any_update_evaluates_and_resumes(
@@ -163,15 +167,15 @@ def test_the_shared_loop_logs_interval_means_of_any_update_evaluates_and_resumes
     assert resumed.quality == full.quality
 
 
-def test_the_shared_loop_guards_the_columns_its_update_names_finite() -> None:
+def test_the_shared_loop_guards_the_loss_columns_its_update_declares() -> None:
     schedule = Schedule(steps=4, ema_decay=0.9, log_every=2, eval_every=0, checkpoint_every=2)
     kw = dict(gen=torch.Generator(), device=CPU)
     unguarded = train_loop(still_state(), StepValues(bad_other_from=3), schedule, **kw)
     assert math.isnan(unguarded.history[-1]["other"])
     with pytest.raises(PipelineError, match=r"non-finite by step 4; .*\(d_loss=3.5, g_loss=35.0, "
-                                            r"other=nan\)$"):
-        train_loop(still_state(), StepValues(bad_other_from=3, finite=StepValues.columns),
-                   schedule, **kw)
+                                            r"other_loss=nan\)$"):
+        train_loop(still_state(), StepValues(bad_other_from=3, other="other_loss"), schedule,
+                   **kw)
 
 
 @pytest.mark.parametrize("arch", ["dcgan", "mlp"])
@@ -183,8 +187,8 @@ def test_fit_is_deterministic_on_cpu_for_a_seed(arch: str) -> None:
     c = fit(IMAGES, LABELS, tiny(arch=arch, diffaugment=["translation", "cutout"]), n_classes=3,
             seed=6, device=CPU)
     assert a.history == b.history
-    b_weights = b.state.G_ema.state_dict()
-    for name, x in a.state.G_ema.state_dict().items():
+    b_weights = b.state.ema.state_dict()
+    for name, x in a.state.ema.state_dict().items():
         assert torch.equal(x, b_weights[name]), name
     assert a.history != c.history
 
@@ -215,7 +219,7 @@ def test_non_finite_losses_stop_training_with_a_pipeline_error(which: str, bad: 
     )
     rows, log = history_logger()
     with pytest.raises(PipelineError,
-                       match=r"losses became non-finite by step 2\b.*lower train_gan.lr_d"):
+                       match=r"losses became non-finite by step 2\b.*lower dcgan.lr_d"):
         fit(IMAGES, LABELS, tiny(loss="hinge", steps=6), n_classes=3, seed=0, device=CPU, log=log,
             loss=broken)
     assert rows == []  # nothing non-finite reached the logger
@@ -223,7 +227,7 @@ def test_non_finite_losses_stop_training_with_a_pipeline_error(which: str, bad: 
 
 def test_batch_size_one_is_refused_before_training() -> None:
     # BatchNorm cannot train on a batch of one: the config says so instead of torch failing later
-    with pytest.raises(PipelineError, match=r"train_gan.batch_size: must be >= 2"):
+    with pytest.raises(PipelineError, match=r"dcgan.batch_size: must be >= 2"):
         tiny(arch="dcgan", batch_size=1, steps=2)
 
 
@@ -250,10 +254,10 @@ class FixedGenerator(torch.nn.Module):
         return self.fake + 0 * self.p
 
 
-def critic_state(w: torch.Tensor, fake: torch.Tensor) -> GanState:
+def critic_state(w: torch.Tensor, fake: torch.Tensor) -> TrainState:
     G, D = FixedGenerator(fake), LinearCritic(w)
     sgd = lambda m: torch.optim.SGD(m.parameters(), lr=0.0)  # noqa: E731 - no weight change
-    return GanState(G, D, G, sgd(G), sgd(D), {})
+    return TrainState({"G": G, "D": D}, {"G": sgd(G), "D": sgd(D)}, G, {})
 
 
 @pytest.mark.parametrize(("loss", "gp_weight", "r1_gamma"),
@@ -303,5 +307,5 @@ def test_bf16_autocast_trains_on_cpu_and_changes_the_arithmetic() -> None:
     assert auto.history == fp32.history  # auto is fp32 on the CPU
     assert all(math.isfinite(v) for row in bf16.history for v in row.values())
     assert bf16.history != fp32.history
-    for p in bf16.state.G.parameters():  # weights (and optimizer state) stay fp32
+    for p in bf16.state["G"].parameters():  # weights (and optimizer state) stay fp32
         assert p.dtype == torch.float32

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.models import GAN_ARCHS, SmallCNN, build_discriminator, build_generator, upsample_plan
+from pipeline.models.classifier import SmallCNN
+from pipeline.models.dcgan import GAN_ARCHS, build_discriminator, build_generator, upsample_plan
 
 SIZES = [8, 28, 32, 64]
 N_CLASSES = 3

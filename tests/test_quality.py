@@ -23,9 +23,9 @@ from pipeline.classify import predict_proba
 from pipeline.config import FeaturesConfig
 from pipeline.errors import PipelineError
 from pipeline.features import FORMAT, embed, load_extractor, train_extractor
-from pipeline.gan.latents import latents
-from pipeline.gan.quality import QualityProbe
-from pipeline.gan.sampling import sample
+from pipeline.synthesizers.latents import latents
+from pipeline.quality import QualityProbe
+from pipeline.synthesizers.base import sample
 from pipeline.pixels import to_unit
 from pipeline.pool import SyntheticPool, load_pool
 from pipeline.synthesize import pool_plan, synthesize

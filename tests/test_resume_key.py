@@ -1,4 +1,4 @@
-"""pipeline/train_gan.resume_key: a saved training state is continued only when nothing that
+"""pipeline/training/state_file.resume_key: a saved training state is continued only when nothing that
 shapes the training changed. The key must change for every input that must restart training
 (new data, a new extractor, another seed, device type, method section, train_gan setting other
 than `steps`, training code) and for nothing else (steps, the params digest, sections the method
@@ -21,7 +21,8 @@ import torch
 
 import pipeline
 from pipeline.config import Config
-from pipeline.train_gan import resume_key
+from pipeline.synthesizers.registry import method_module
+from pipeline.training.state_file import resume_key
 
 CPU = torch.device("cpu")
 TRAIN_GAN_FIELDS = [f.name for f in dataclasses.fields(Config().train_gan)]
@@ -62,7 +63,9 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def key(cfg: Config, files: tuple[Path, Path], device: torch.device = CPU) -> str:
-    return resume_key(cfg, device, *files)
+    """The key as the train_gan stage computes it: with the sections the method reads."""
+    sections = method_module(cfg.train_gan.method).SECTIONS
+    return resume_key(cfg, device, *files, sections=sections)
 
 
 @pytest.mark.parametrize("name", [n for n in TRAIN_GAN_FIELDS if n != "steps"])
@@ -72,8 +75,9 @@ def test_every_train_gan_setting_but_steps_restarts_training(files, name: str) -
     assert key(new, files) != key(cfg, files), name
 
 
-@pytest.mark.parametrize(("method", "section"), [("stylegan", "stylegan"),
-                                                 ("cyclegan", "cyclegan")])
+@pytest.mark.parametrize(("method", "section"), [("dcgan", "dcgan"), ("stylegan", "stylegan"),
+                                                 ("cyclegan", "cyclegan"),
+                                                 ("diffusion", "diffusion")])
 def test_the_methods_own_section_restarts_it(files, method: str, section: str) -> None:
     cfg = changed(Config(), "train_gan", "method", method)
     for name in (f.name for f in dataclasses.fields(getattr(cfg, section))):
@@ -100,7 +104,8 @@ def test_steps_the_digest_and_sections_train_gan_does_not_read_keep_the_key(file
     base = key(cfg, files)
     assert key(changed(cfg, "train_gan", "steps"), files) == base  # extends a finished run
     assert key(dataclasses.replace(cfg, digest="another params file"), files) == base
-    for section in ("data", "prepare", "generate", "evaluate", "stylegan", "cyclegan"):
+    for section in ("data", "prepare", "generate", "evaluate", "export", "stylegan", "cyclegan",
+                    "diffusion"):
         for f in dataclasses.fields(getattr(cfg, section)):
             assert key(changed(cfg, section, f.name), files) == base, f"{section}.{f.name}"
     # under stylegan, the cyclegan section is not read (and vice versa)
@@ -119,7 +124,7 @@ def test_the_training_code_restarts_it_and_other_code_does_not(
     with (copied / "report/page.py").open("a") as f:  # not training code
         f.write("\n# a comment\n")
     assert key(cfg, files) == base
-    for part in ("gan/loop.py", "models/gan.py", "synthesizers/dcgan.py"):
+    for part in ("training/loop.py", "models/dcgan.py", "synthesizers/dcgan.py"):
         with (copied / part).open("a") as f:
             f.write("\n# a change\n")
         assert key(cfg, files) != base, part

@@ -114,8 +114,10 @@ def test_unknown_keys_fail_cleanly_before_any_work(
 
 @pytest.mark.parametrize(("stage", "section", "fragment"), [
     ("prepare", {"prepare": {"image_size": "big"}}, "prepare.image_size: expected int, got 'big'"),
-    ("train_gan", {"train_gan": {"arch": "gan"}},
-     "train_gan.arch: 'gan' (str) is not allowed; choose one of: dcgan, mlp"),
+    ("train_gan", {"dcgan": {"arch": "gan"}},
+     "dcgan.arch: 'gan' (str) is not allowed; choose one of: dcgan, mlp"),
+    ("train_gan", {"train_gan": {"arch": "dcgan"}},
+     "train_gan.arch: unknown key; allowed keys here: checkpoint_every, device, ema_decay"),
     ("train_gan", {"train_gan": {"method": "gan2"}},
      f"train_gan.method: 'gan2' (str) is not allowed; choose one of: {', '.join(METHODS)}"),
     ("train_gan", {"stylegan": {"ada_kimg": 0}}, "stylegan.ada_kimg: must be > 0"),
@@ -206,8 +208,8 @@ def test_a_failure_inside_a_stage_marks_its_mlflow_run_failed(
 ) -> None:
     # train_gan's losses go NaN while its MLflow run is open
     write_params(project_copy / "params.yaml",
-                 train_gan={"steps": 4, "width": 8, "batch_size": 8, "log_every": 2,
-                            "loss": "hinge", "device": "cpu"})
+                 train_gan={"steps": 4, "log_every": 2, "device": "cpu"},
+                 dcgan={"width": 8, "batch_size": 8, "loss": "hinge"})
     for split in ("train", "val", "test"):
         save_split(project_copy / f"data/prepared/{split}.npz", *make_images([6, 6]))
     (project_copy / "models").mkdir()

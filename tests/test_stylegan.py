@@ -14,7 +14,7 @@ import torch
 from conftest import make_images
 from pipeline.config import Config, StyleGanConfig, TrainGanConfig, parse_config
 from pipeline.errors import PipelineError
-from pipeline.gan.ada import ADA_OPS, P_MAX, AdaptiveAugment, rotate90, translate, xflip
+from pipeline.models.ada import ADA_OPS, P_MAX, AdaptiveAugment, rotate90, translate, xflip
 from pipeline.models.stylegan import ResidualDiscriminator, StyleGenerator, minibatch_std
 from pipeline.synthesizers.base import load_synthesizer
 from pipeline.synthesizers.stylegan import train
@@ -25,9 +25,9 @@ IMAGES, LABELS = make_images([8, 6, 4])
 
 def tiny(*, steps: int = 6, **stylegan) -> Config:
     return Config(seed=2, train_gan=TrainGanConfig(
-        method="stylegan", width=8, latent_dim=16, steps=steps, batch_size=8, log_every=2,
-        eval_every=3, checkpoint_every=4, device="cpu"),
-        stylegan=StyleGanConfig(**{"width": 8, "r1_every": 2, **stylegan}))
+        method="stylegan", steps=steps, log_every=2, eval_every=3, checkpoint_every=4,
+        device="cpu"), stylegan=StyleGanConfig(**{"width": 8, "r1_every": 2, "latent_dim": 16,
+                                                  "batch_size": 8, **stylegan}))
 
 
 def fake_quality(synthesizer) -> dict[str, float]:
@@ -209,14 +209,15 @@ def test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path: Path
     resumed = train(IMAGES, LABELS, cfg, checkpoint=state, notify=messages.append, **kw)
     assert messages == [f"resuming from step 8 ({state})"]
     a, b = (torch.load(p, weights_only=True) for p in (tmp_path / "full.pt", state))
-    for part in ("G", "D", "G_ema"):
-        assert a[part].keys() == b[part].keys()
-        for name in a[part]:
-            assert torch.equal(a[part][name], b[part][name]), f"{part}.{name}"
+    for part in ("G", "D", "ema"):
+        sa, sb = (x["ema"] if part == "ema" else x["models"][part] for x in (a, b))
+        assert sa.keys() == sb.keys()
+        for name in sa:
+            assert torch.equal(sa[name], sb[name]), f"{part}.{name}"
     assert len({r["ada_p"] for r in full.history}) > 1  # p really moved, and was restored
-    for opt in ("opt_g", "opt_d"):
-        for i, st in a[opt]["state"].items():
-            assert all(torch.equal(v, b[opt]["state"][i][k]) for k, v in st.items())
+    for opt in ("G", "D"):
+        for i, st in a["optimizers"][opt]["state"].items():
+            assert all(torch.equal(v, b["optimizers"][opt]["state"][i][k]) for k, v in st.items())
     assert resumed.history == full.history and resumed.quality == full.quality
     assert resumed.best == full.best
     labels, seeds = np.arange(3), np.arange(3)
@@ -252,10 +253,10 @@ def test_train_gan_and_generate_stages_run_the_stylegan_method(
         runpy.run_path(str(project_copy / "stages" / f"{stage}.py"), run_name="__main__")
 
     write_params(project_copy / "params.yaml",
-                 train_gan={"method": "stylegan", "steps": 6, "batch_size": 8, "latent_dim": 16,
-                            "log_every": 2, "eval_every": 3, "checkpoint_every": 3,
-                            "device": "cpu", "lr_g": 0.01},  # lr_g: dcgan's, not read
-                 stylegan={"width": 8, "r1_every": 2, "ada_interval": 1, "ada_kimg": 0.05},
+                 train_gan={"method": "stylegan", "steps": 6, "log_every": 2, "eval_every": 3,
+                            "checkpoint_every": 3, "device": "cpu"},
+                 stylegan={"width": 8, "r1_every": 2, "ada_interval": 1, "ada_kimg": 0.05,
+                           "batch_size": 8, "latent_dim": 16},
                  features={"steps": 10, "width": 4, "batch_size": 8, "device": "cpu"},
                  generate={"device": "cpu", "candidates_per_image": 1})
     for split, seed in (("train", 0), ("val", 1), ("test", 2)):
@@ -263,7 +264,8 @@ def test_train_gan_and_generate_stages_run_the_stylegan_method(
     (project_copy / "models").mkdir()
     write_extractor(project_copy / "models/features.pt", *make_images([8, 4]))
     run_stage("train_gan")
-    assert "train_gan: method stylegan does not read train_gan lr_g=0.01 " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "train_gan: stylegan, 6 steps" in out and "does not read" not in out
     metrics = json.loads((project_copy / "metrics/train_gan.json").read_text())
     assert metrics["method"] == "stylegan" and metrics["steps"] == 6
     losses = pd.read_csv(project_copy / "plots/train_gan/losses.csv")

@@ -12,24 +12,22 @@ import torch
 from conftest import make_images
 from pipeline.artifacts import save_checkpoint
 from pipeline.config import (
-    Config, CycleGanConfig, StyleGanConfig, TrainGanConfig, parse_config,
+    Config, CycleGanConfig, DcganConfig, DiffusionConfig, StyleGanConfig, TrainGanConfig,
+    parse_config,
 )
 from pipeline.errors import PipelineError
-from pipeline.gan.checkpoint import save_generator
-from pipeline.gan.sampling import sample
-from pipeline.gan.train import fit
-from pipeline.synthesizers.base import FORMAT, LOOP_SETTINGS, load_synthesizer
+from pipeline.synthesizers.base import FORMAT, load_synthesizer, sample
+from pipeline.synthesizers.dcgan import fit
 from pipeline.synthesizers.registry import METHODS, method_module
-from pipeline.train_gan import unread
 
 CPU = torch.device("cpu")
 IMAGES, LABELS = make_images([8, 6, 4])
 
 
-def tiny_config(**train_gan) -> Config:
-    base = {"width": 8, "latent_dim": 16, "steps": 6, "batch_size": 8, "log_every": 2,
-            "eval_every": 3, "device": "cpu"}
-    return Config(seed=3, train_gan=TrainGanConfig(**{**base, **train_gan}))
+def tiny_config(**dcgan) -> Config:
+    return Config(seed=3, train_gan=TrainGanConfig(steps=6, log_every=2, eval_every=3,
+                                                   device="cpu"),
+                  dcgan=DcganConfig(**{"width": 8, "latent_dim": 16, "batch_size": 8, **dcgan}))
 
 
 def fake_quality(synthesizer) -> dict[str, float]:
@@ -48,28 +46,12 @@ def test_the_registry_names_every_method_and_config_rejects_others() -> None:
         parse_config({"train_gan": {"method": "gan2"}})
 
 
-def test_every_method_declares_the_train_gan_keys_it_reads() -> None:
-    keys = {f.name for f in dataclasses.fields(TrainGanConfig)}
-    for name in METHODS:
-        reads = set(method_module(name).READS)
-        assert set(LOOP_SETTINGS) <= reads <= keys, name
-    assert set(method_module("dcgan").READS) == keys
-
-
-def test_changed_settings_the_method_does_not_read_are_named() -> None:
-    def line(**params) -> str | None:
-        return unread(parse_config(params))
-
-    assert line() is None  # the defaults: nothing to say
-    assert line(train_gan={"width": 64, "precision": "bf16"}) is None  # dcgan reads them all
-    notice = line(train_gan={"method": "stylegan", "width": 64, "precision": "bf16",
-                             "batch_size": 32, "steps": 10})
-    assert notice == ("train_gan: method stylegan does not read train_gan width=64, "
-                      "precision=bf16 (settings of method dcgan); stylegan's own are in the "
-                      "`stylegan:` section of params.yaml")
-    # cyclegan's batch size is its own (cyclegan.batch_size); its own section's changes are fine
-    assert "batch_size=32" in line(train_gan={"method": "cyclegan", "batch_size": 32})
-    assert line(train_gan={"method": "cyclegan"}, cyclegan={"width": 8}) is None
+def test_every_method_reads_the_loop_settings_and_its_own_section() -> None:
+    for name in METHODS:  # train_gan holds only what the shared loop reads
+        assert method_module(name).SECTIONS == ("train_gan", name), name
+        assert name in {f.name for f in dataclasses.fields(Config)}, name
+    assert {f.name for f in dataclasses.fields(TrainGanConfig)} == {
+        "method", "steps", "ema_decay", "eval_every", "checkpoint_every", "log_every", "device"}
 
 
 @pytest.mark.parametrize("method", list(METHODS))
@@ -77,9 +59,11 @@ def test_the_synthesizer_the_quality_hook_gets_saves_and_loads(method: str,
                                                                 tmp_path: Path) -> None:
     # e.g. a time budget that stops training from the hook keeps the synthesizer it was given
     cfg = Config(seed=1, train_gan=TrainGanConfig(
-        method=method, width=8, latent_dim=8, steps=2, batch_size=4, log_every=1, eval_every=1,
-        device="cpu"), stylegan=StyleGanConfig(width=4), cyclegan=CycleGanConfig(
-        width=4, n_res=1, batch_size=4))
+        method=method, steps=2, log_every=1, eval_every=1, device="cpu"),
+        dcgan=DcganConfig(width=8, latent_dim=8, batch_size=4),
+        stylegan=StyleGanConfig(width=4, latent_dim=8, batch_size=4),
+        cyclegan=CycleGanConfig(width=4, n_res=1, batch_size=4),
+        diffusion=DiffusionConfig(width=8, batch_size=4, sampling_steps=2))
     seen = []
 
     def stop(synth):  # training never finishes: nothing is added to the synthesizer afterwards
@@ -101,18 +85,18 @@ def test_dcgan_method_is_bit_identical_to_the_training_loop_it_wraps(arch: str, 
     trained = method_module("dcgan").train(IMAGES, LABELS, cfg, n_classes=3, device=CPU,
                                            quality=fake_quality)
     # the direct path: fit + keep the best EMA generator + sample(G, ...) by latent_dim
-    direct = fit(IMAGES, LABELS, cfg.train_gan, n_classes=3, seed=cfg.seed, device=CPU,
+    direct = fit(IMAGES, LABELS, cfg, n_classes=3, seed=cfg.seed, device=CPU,
                  quality=lambda G: {"fid_domain": float(sample(
                      G, np.array([0, 1, 2]), np.array([5, 6, 7]), latent_dim=16,
                      device=CPU).mean())})
-    direct.state.G_ema.load_state_dict(direct.best_state)
+    direct.state.ema.load_state_dict(direct.best_state)
     ours = trained.synthesizer.G.state_dict()
-    for name, tensor in direct.state.G_ema.state_dict().items():
+    for name, tensor in direct.state.ema.state_dict().items():
         assert torch.equal(ours[name], tensor), name
     assert trained.history == direct.history and trained.quality == direct.quality
     assert trained.best == direct.best and trained.steps == 6
     labels, seeds = np.array([2, 0, 1, 1]), np.array([0, 1, 2, 2**40])
-    expected = sample(direct.state.G_ema, labels, seeds, latent_dim=16, device=CPU)
+    expected = sample(direct.state.ema, labels, seeds, latent_dim=16, device=CPU)
     np.testing.assert_array_equal(trained.synthesizer.sample(labels, seeds), expected)
 
 
@@ -123,7 +107,8 @@ def test_a_saved_synthesizer_loads_with_weights_only_and_samples_the_same(tmp_pa
     trained.synthesizer.save(path)
     raw = torch.load(path, weights_only=True)
     assert raw["format"] == FORMAT and raw["method"] == "dcgan" and raw["n_classes"] == 3
-    assert raw["config"]["train_gan"]["width"] == 8 and raw["sampling"] == {"latent_dim": 16}
+    assert raw["config"]["dcgan"]["width"] == 8 and raw["sampling"] == {"latent_dim": 16}
+    assert raw["config"]["train_gan"]["steps"] == 6
     assert raw["best_step"] == trained.best["step"] and raw["step"] == 6
     loaded = load_synthesizer(path, device=CPU)
     assert loaded.method == "dcgan" and loaded.n_classes == 3 and not loaded.G.training
@@ -133,18 +118,6 @@ def test_a_saved_synthesizer_loads_with_weights_only_and_samples_the_same(tmp_pa
     np.testing.assert_array_equal(first, trained.synthesizer.sample(labels, seeds))
     # each image from its own seed: drawing one alone gives the same pixels
     np.testing.assert_array_equal(loaded.sample(labels[5:6], seeds[5:6]), first[5:6])
-
-
-def test_a_legacy_generator_checkpoint_still_loads_as_the_dcgan_method(tmp_path: Path) -> None:
-    cfg = tiny_config()
-    result = fit(IMAGES, LABELS, cfg.train_gan, n_classes=3, seed=0, device=CPU)
-    save_generator(tmp_path / "old.pt", result.state, cfg.train_gan, seed=0)
-    loaded = load_synthesizer(tmp_path / "old.pt", device=CPU)
-    assert loaded.method == "dcgan" and loaded.n_classes == 3
-    labels, seeds = np.array([0, 1, 2]), np.array([1, 2, 3])
-    np.testing.assert_array_equal(
-        loaded.sample(labels, seeds),
-        sample(result.state.G_ema, labels, seeds, latent_dim=16, device=CPU))
 
 
 def test_other_files_are_refused_with_the_command_that_fixes_them(tmp_path: Path) -> None:

@@ -21,8 +21,7 @@ import pipeline.classify as classify
 from pipeline.classify import train_classifier
 from pipeline.config import EvaluateConfig
 from pipeline.distributed import process_group
-from pipeline.models import CLASSIFIERS
-from pipeline.models.classifier import SmallCNN
+from pipeline.models.classifier import CLASSIFIERS, SmallCNN
 
 CPU = torch.device("cpu")
 

@@ -1,1 +1,1 @@
-"""GAN training: pluggable losses and augmentations, one training loop, sampling."""
+"""GAN machinery: adversarial losses and DiffAugment (the shared loop is pipeline/training/)."""

@@ -1,8 +1,8 @@
-"""Adversarial losses on raw discriminator logits, looked up by name (params `train_gan.loss`).
+"""Adversarial losses on raw discriminator logits, looked up by name (params `dcgan.loss`).
 
 A loss with `gradient_penalty=True` also needs the critic's gradient norm on real-fake
 interpolates (WGAN-GP, Gulrajani et al. 2017); the discriminator step computes it
-(pipeline/gan/steps.py `d_step`).
+(pipeline/synthesizers/dcgan.py `d_step`).
 """
 
 from __future__ import annotations

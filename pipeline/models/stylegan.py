@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.gan import upsample_plan
+from pipeline.models.dcgan import upsample_plan
 
 SQRT2 = math.sqrt(2.0)
 

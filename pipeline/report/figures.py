@@ -82,11 +82,11 @@ def plot_class_counts(before: Mapping[str, int], added: Mapping[str, int],
 
 
 def plot_losses(losses: pd.DataFrame) -> Figure:
-    """GAN losses by step (every `*_loss` column, e.g. cyclegan's cycle and identity losses);
+    """Training losses by step (the method's loss columns: every column named `loss` or
+    `*_loss`, e.g. a GAN's d_loss and g_loss, cyclegan's cycle and identity losses);
     discriminator outputs on real and fake in a second panel if logged; ADA's augmentation
     probability p and its overfitting signal r_t in a third (method stylegan)."""
-    loss = ["d_loss", "g_loss", *(c for c in losses.columns
-                                  if c.endswith("_loss") and c not in ("d_loss", "g_loss"))]
+    loss = [c for c in losses.columns if c == "loss" or c.endswith("_loss")]
     extra = [c for c in ("d_real", "d_fake") if c in losses.columns]
     ada = [c for c in ("ada_p", "ada_rt") if c in losses.columns]
     n = 1 + bool(extra) + bool(ada)
@@ -94,7 +94,7 @@ def plot_losses(losses: pd.DataFrame) -> Figure:
     axes = fig.subplots(1, n, squeeze=False)[0]
     for i, col in enumerate(loss):
         axes[0].plot(losses["step"], losses[col], label=col, color=COLORS[i % len(COLORS)])
-    axes[0].set_title("GAN losses")
+    axes[0].set_title("Training losses")
     axes[0].set_ylabel("loss")
     if extra:
         for i, col in enumerate(extra):

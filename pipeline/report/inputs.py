@@ -33,7 +33,7 @@ class ReportInputs:
     # evaluate.json's choice made on validation ({gan, baseline, by}) and its paired test result
     selection: Mapping[str, Any] = field(default_factory=dict)
     headline: Mapping[str, Any] = field(default_factory=dict)
-    losses: pd.DataFrame | None = None  # step, d_loss, g_loss[, d_real, d_fake]
+    losses: pd.DataFrame | None = None  # step, the method's *_loss columns[, d_real, d_fake]
     roc: Mapping[str, pd.DataFrame] = field(default_factory=dict)  # variant -> fpr, tpr
     # variant -> one row per test image: actual, predicted
     confusion: Mapping[str, pd.DataFrame] = field(default_factory=dict)
@@ -64,7 +64,7 @@ def load_inputs(metrics_dir: str | Path, plots_dir: str | Path) -> ReportInputs:
             return None
         return _read_csv(path, columns)
 
-    losses = optional_csv(plots_dir / "train_gan/losses.csv", ["step", "d_loss", "g_loss"])
+    losses = optional_csv(plots_dir / "train_gan/losses.csv", ["step"])
     roc = {v: optional_csv(plots_dir / f"evaluate/roc_{v}.csv", ["fpr", "tpr"]) for v in evaluate}
     confusion = {v: optional_csv(plots_dir / f"evaluate/confusion_{v}.csv",
                                  ["actual", "predicted"]) for v in evaluate}

@@ -27,18 +27,15 @@ from pipeline import LogFn
 from pipeline.config import Config, CycleGanConfig
 from pipeline.distributed import current
 from pipeline.errors import PipelineError
-from pipeline.gan.checkpoint import TrainingStateFile
-from pipeline.gan.latents import _GOLDEN, _mix, _shr
-from pipeline.gan.loop import Schedule, Update, train_loop
-from pipeline.gan.state import GanState
 from pipeline.models.cyclegan import ImagePool, PatchDiscriminator, ResnetGenerator
 from pipeline.pixels import to_uint8, to_unit
-from pipeline.synthesizers.base import (
-    FORMAT, LOOP_SETTINGS, Synthesizer, SynthQualityFn, Trained, sections,
-)
+from pipeline.synthesizers.base import FORMAT, Synthesizer, SynthQualityFn, Trained, sections
+from pipeline.synthesizers.latents import _GOLDEN, _mix, _shr
+from pipeline.training.loop import Schedule, Update, train_loop
+from pipeline.training.state import TrainState
+from pipeline.training.state_file import TrainingStateFile
 
 SECTIONS = ("train_gan", "cyclegan")
-READS = LOOP_SETTINGS  # its batch size and model are in the cyclegan section
 COLUMNS = ("d_loss", "g_loss", "cycle_loss", "identity_loss")
 
 
@@ -115,11 +112,11 @@ def _ls(logits: torch.Tensor, target: float) -> torch.Tensor:
     return (logits - target).square().mean()  # least-squares GAN
 
 
-def train_step(state: GanState, a: torch.Tensor, bs: dict[int, torch.Tensor], *,
+def train_step(state: TrainState, a: torch.Tensor, bs: dict[int, torch.Tensor], *,
                cycle: float, identity: float) -> torch.Tensor:
     """One update of every generator, then of every discriminator. a: majority batch; bs[c]:
     class-c batch, all (B, C, H, W). Returns [d_loss, g_loss, cycle, identity] (device)."""
-    G, Ds = state.G, state.D
+    G, Ds = state["G"], state["D"]
     g_loss = cyc = idt = a.new_zeros(())
     fakes = {}
     for c, b in bs.items():
@@ -129,18 +126,18 @@ def train_step(state: GanState, a: torch.Tensor, bs: dict[int, torch.Tensor], *,
         cyc = cyc + F.l1_loss(back(fake_b), a) + F.l1_loss(to(fake_a), b)
         idt = idt + F.l1_loss(to(b), b) + F.l1_loss(back(a), a)
         fakes[c] = (fake_b.detach(), fake_a.detach())
-    state.opt_g.zero_grad(set_to_none=True)
+    state.optimizers["G"].zero_grad(set_to_none=True)
     (g_loss + cycle * cyc + identity * idt).backward()
-    state.opt_g.step()
+    state.optimizers["G"].step()
     d_loss = a.new_zeros(())
     for c, b in bs.items():
         fake_b, fake_a = fakes[c]
         for name, real, fake in ((f"to_{c}", b, fake_b), (f"from_{c}", a, fake_a)):
             D = Ds.D[name]
             d_loss = d_loss + 0.5 * (_ls(D(real), 1) + _ls(D(Ds.pools[name](fake)), 0))
-    state.opt_d.zero_grad(set_to_none=True)
+    state.optimizers["D"].zero_grad(set_to_none=True)
     d_loss.backward()
-    state.opt_d.step()
+    state.optimizers["D"].step()
     return torch.stack([d_loss.detach(), g_loss.detach(), cyc.detach(), idt.detach()])
 
 
@@ -157,9 +154,9 @@ class CycleUpdate(Update):
     gen: torch.Generator
 
     columns = COLUMNS
-    finite = COLUMNS
+    advice = "lower cyclegan.lr"
 
-    def __call__(self, state: GanState, step: int) -> torch.Tensor:
+    def __call__(self, state: TrainState, step: int) -> torch.Tensor:
         a = self.batch(self.majority)
         return train_step(state, a, {c: self.batch(c) for c in self.minorities},
                           cycle=self.s.cycle_weight, identity=self.s.identity_weight)
@@ -192,10 +189,11 @@ def train(
                    n_res=s.n_res).to(device)
     D = _Discriminators(minorities, channels=channels, size=size, width=s.width,
                         pool=s.pool_size).to(device)
-    state = GanState(G, D, copy.deepcopy(G).eval().requires_grad_(False),
-                     torch.optim.Adam(G.parameters(), lr=s.lr, betas=s.betas),
-                     torch.optim.Adam(D.parameters(), lr=s.lr, betas=s.betas),
-                     {"channels": channels, "width": s.width, "n_res": s.n_res})
+    state = TrainState({"G": G, "D": D},
+                       {"G": torch.optim.Adam(G.parameters(), lr=s.lr, betas=s.betas),
+                        "D": torch.optim.Adam(D.parameters(), lr=s.lr, betas=s.betas)},
+                       copy.deepcopy(G).eval().requires_grad_(False),
+                       {"channels": channels, "width": s.width, "n_res": s.n_res})
     meta: dict[str, Any] = {
         "format": FORMAT, "method": "cyclegan", "seed": cfg.seed, "n_classes": n_classes,
         "config": sections(cfg, SECTIONS), "model_kwargs": state.model_kwargs,
@@ -213,7 +211,7 @@ def train(
     result = train_loop(state, update, Schedule.of(g), gen=gen, device=device, log=log,
                         quality=None if quality is None else probe, state_file=state_file)
     meta.update(step=state.step, best_step=result.keep_best())
-    return Trained.of(CycleSynthesizer(state.G_ema, images, labels, meta=meta, device=device),
+    return Trained.of(CycleSynthesizer(state.ema, images, labels, meta=meta, device=device),
                       result, images_per_step=s.batch_size * len(minorities))
 
 

@@ -1,9 +1,5 @@
-"""The one registry of synthesis methods: `train_gan.method` name -> the module implementing it.
-
-Adding a method is one module (with `SECTIONS`, `train` and `load`; see
-pipeline/synthesizers/base.py), its params section in pipeline/config.py and one line here.
-Modules are imported on use, so pipeline/config.py can validate the name without importing the
-torch models.
+"""`train_gan.method` name -> the module implementing it. The names are pipeline/registries.py's
+`METHODS` (a leaf, so config validation imports no method); modules are imported on use.
 """
 
 from __future__ import annotations
@@ -11,11 +7,9 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-METHODS: dict[str, str] = {
-    "dcgan": "pipeline.synthesizers.dcgan",  # conditional DCGAN / MLP GAN (pipeline/gan/train.py)
-    "stylegan": "pipeline.synthesizers.stylegan",  # style-based conditional G with ADA
-    "cyclegan": "pipeline.synthesizers.cyclegan",  # majority -> minority translation
-}
+from pipeline.registries import METHODS
+
+__all__ = ["METHODS", "method_module"]
 
 
 def method_module(name: str) -> ModuleType:

@@ -1,10 +1,10 @@
 """Method `stylegan`: a style-based conditional generator with adaptive discriminator
-augmentation (pipeline/models/stylegan.py, pipeline/gan/ada.py), trained with the non-saturating
+augmentation (pipeline/models/stylegan.py, pipeline/models/ada.py), trained with the non-saturating
 loss, lazy R1 on real images, style mixing and an EMA generator; sampling can truncate towards each
-class's mean w. Reads `stylegan` for the model and losses and the loop settings from `train_gan`
-(latent_dim, steps, batch_size, balanced_sampling, ema_decay, eval/checkpoint/log_every).
+class's mean w. Reads `stylegan` for the model, losses and batches and the loop settings of
+`train_gan`.
 
-The loop is the shared one (pipeline/gan/loop.py): its training-state file, exact resume (on
+The loop is the shared one (pipeline/training/loop.py): its training-state file, exact resume (on
 CPU; ADA's p and r_t sums are buffers of the discriminator wrapper, so they are saved with D),
 keep-the-best-by-fid_domain evaluation with forked RNG, and one host sync per log interval; this
 module supplies the update (`StyleUpdate`).
@@ -27,18 +27,17 @@ from pipeline import LogFn
 from pipeline.config import Config, StyleGanConfig
 from pipeline.distributed import current
 from pipeline.errors import PipelineError
-from pipeline.gan.ada import AdaptiveAugment
-from pipeline.gan.checkpoint import TrainingStateFile
-from pipeline.gan.loop import Schedule, Update, train_loop
-from pipeline.gan.state import GanState
-from pipeline.gan.steps import Batches
+from pipeline.models.ada import AdaptiveAugment
 from pipeline.models.stylegan import ResidualDiscriminator, StyleGenerator
 from pipeline.synthesizers.base import (
-    FORMAT, LOOP_SETTINGS, GeneratorSynthesizer, SynthQualityFn, Trained, sections,
+    FORMAT, GeneratorSynthesizer, SynthQualityFn, Trained, sections,
 )
+from pipeline.training.batches import Batches
+from pipeline.training.loop import Schedule, Update, train_loop
+from pipeline.training.state import TrainState
+from pipeline.training.state_file import TrainingStateFile
 
 SECTIONS = ("train_gan", "stylegan")
-READS = (*LOOP_SETTINGS, "latent_dim", "batch_size", "balanced_sampling")
 COLUMNS = ("d_loss", "g_loss", "d_real", "d_fake", "ada_rt")  # means per log interval; + ada_p
 
 
@@ -70,9 +69,9 @@ class StyleSynthesizer(GeneratorSynthesizer):
 
 
 def build_state(cfg: Config, *, n_classes: int, image_size: int, channels: int,
-                device: torch.device) -> GanState:
-    g, s = cfg.train_gan, cfg.stylegan
-    model_kwargs = {"latent_dim": g.latent_dim, "n_classes": n_classes, "image_size": image_size,
+                device: torch.device) -> TrainState:
+    s = cfg.stylegan
+    model_kwargs = {"latent_dim": s.latent_dim, "n_classes": n_classes, "image_size": image_size,
                     "channels": channels, "width": s.width, "mapping_layers": s.mapping_layers}
     G = StyleGenerator(**model_kwargs).to(device)
     D = AugmentedDiscriminator(
@@ -86,7 +85,7 @@ def build_state(cfg: Config, *, n_classes: int, image_size: int, channels: int,
     c = s.r1_every / (s.r1_every + 1) if s.r1_gamma > 0 else 1.0
     opt_g = torch.optim.Adam(G.parameters(), lr=s.lr, betas=s.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=s.lr * c, betas=tuple(b ** c for b in s.betas))
-    return GanState(G, D, G_ema, opt_g, opt_d, model_kwargs)
+    return TrainState({"G": G, "D": D}, {"G": opt_g, "D": opt_d}, G_ema, model_kwargs)
 
 
 def mixed_styles(G: StyleGenerator, z: torch.Tensor, y: torch.Tensor, *, mixing: float,
@@ -102,35 +101,36 @@ def mixed_styles(G: StyleGenerator, z: torch.Tensor, y: torch.Tensor, *, mixing:
     return G.synthesis(ws)
 
 
-def d_step(state: GanState, real: torch.Tensor, y: torch.Tensor, z: torch.Tensor, *,
+def d_step(state: TrainState, real: torch.Tensor, y: torch.Tensor, z: torch.Tensor, *,
            s: StyleGanConfig, regularise: bool, gen: torch.Generator) -> torch.Tensor:
     """Non-saturating D loss (+ lazy R1 on real images, through the augmentation). Returns
     [loss, mean real logit, mean fake logit, mean sign of real logits] on device."""
+    G, D = state["G"], state["D"]
     with torch.no_grad():
-        fake = mixed_styles(state.G, z, y, mixing=s.style_mixing, gen=gen)
+        fake = mixed_styles(G, z, y, mixing=s.style_mixing, gen=gen)
     real = real.detach().requires_grad_(regularise)
     # Two passes, not one over [real, fake]: minibatch stddev must not group reals with fakes.
-    real_logits, fake_logits = state.D(real, y), state.D(fake, y)
+    real_logits, fake_logits = D(real, y), D(fake, y)
     loss = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
     if regularise:
         (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
         r1 = grad.square().sum(dim=(1, 2, 3)).mean()
         loss = loss + s.r1_gamma / 2 * s.r1_every * r1
-    state.D.augment.observe(real_logits.detach())
-    state.opt_d.zero_grad(set_to_none=True)
+    D.augment.observe(real_logits.detach())
+    state.optimizers["D"].zero_grad(set_to_none=True)
     loss.backward()
-    state.opt_d.step()
+    state.optimizers["D"].step()
     return torch.stack([loss.detach(), real_logits.detach().mean(), fake_logits.detach().mean(),
                         real_logits.detach().sign().mean()])
 
 
-def g_step(state: GanState, y: torch.Tensor, z: torch.Tensor, *, s: StyleGanConfig,
+def g_step(state: TrainState, y: torch.Tensor, z: torch.Tensor, *, s: StyleGanConfig,
            gen: torch.Generator) -> torch.Tensor:
-    fake = mixed_styles(state.G, z, y, mixing=s.style_mixing, gen=gen)
-    loss = F.softplus(-state.D(fake, y)).mean()  # non-saturating
-    state.opt_g.zero_grad(set_to_none=True)
+    fake = mixed_styles(state["G"], z, y, mixing=s.style_mixing, gen=gen)
+    loss = F.softplus(-state["D"](fake, y)).mean()  # non-saturating
+    state.optimizers["G"].zero_grad(set_to_none=True)
     loss.backward()
-    state.opt_g.step()
+    state.optimizers["G"].step()
     return loss.detach()
 
 
@@ -141,11 +141,11 @@ class StyleUpdate(Update):
 
     batches: Batches
     s: StyleGanConfig
-    augment: AdaptiveAugment  # the discriminator's (state.D.augment)
+    augment: AdaptiveAugment  # the discriminator's (state["D"].augment)
 
     columns = COLUMNS
 
-    def __call__(self, state: GanState, step: int) -> torch.Tensor:
+    def __call__(self, state: TrainState, step: int) -> torch.Tensor:
         s, gen = self.s, self.batches.gen
         real, y = self.batches.real()
         regularise = s.r1_gamma > 0 and step % s.r1_every == 0
@@ -173,27 +173,27 @@ def train(
                             "stage without torchrun (or use train_gan.method: dcgan)")
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    batches = Batches.of(images, labels, n_classes=n_classes, balanced=g.balanced_sampling,
-                         gen=gen, size=g.batch_size, latent_dim=g.latent_dim, device=device)
+    batches = Batches.of(images, labels, n_classes=n_classes, balanced=s.balanced_sampling,
+                         gen=gen, size=s.batch_size, latent_dim=s.latent_dim, device=device)
     state = build_state(cfg, n_classes=n_classes, image_size=images.shape[1],
                         channels=images.shape[3], device=device)
     meta: dict[str, Any] = {
         "format": FORMAT, "method": "stylegan", "seed": cfg.seed, "n_classes": n_classes,
         "config": sections(cfg, SECTIONS), "model_kwargs": state.model_kwargs,
-        "sampling": {"latent_dim": g.latent_dim, "truncation_psi": s.truncation_psi},
+        "sampling": {"latent_dim": s.latent_dim, "truncation_psi": s.truncation_psi},
     }
 
     def probe(G: nn.Module) -> dict[str, float]:
         return quality(StyleSynthesizer(G, meta=meta, device=device))  # type: ignore[misc]
 
     state_file = None if checkpoint is None else TrainingStateFile(checkpoint, resume_key, notify)
-    result = train_loop(state, StyleUpdate(batches, s, state.D.augment), Schedule.of(g),
+    result = train_loop(state, StyleUpdate(batches, s, state["D"].augment), Schedule.of(g),
                         gen=gen, device=device, log=log,
                         quality=None if quality is None else probe, state_file=state_file)
     best_step = result.keep_best()  # the EMA generator at the step with the lowest fid_domain
-    meta.update(step=state.step, best_step=best_step, ada_p=float(state.D.augment.p))
-    return Trained.of(StyleSynthesizer(state.G_ema, meta=meta, device=device), result,
-                      images_per_step=g.batch_size)
+    meta.update(step=state.step, best_step=best_step, ada_p=float(state["D"].augment.p))
+    return Trained.of(StyleSynthesizer(state.ema, meta=meta, device=device), result,
+                      images_per_step=s.batch_size)
 
 
 def load(ckpt: dict[str, Any], *, device: torch.device) -> StyleSynthesizer:

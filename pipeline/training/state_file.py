@@ -1,12 +1,12 @@
-"""Two files, both tensors + plain values only (they load with `torch.load(weights_only=True)`):
-the generator checkpoint handed from train_gan to generate (`save_generator`, `load_generator`),
-and the resumable training state the loop writes every `checkpoint_every` steps
-(`TrainingStateFile`).
+"""The resumable training state the loop writes every `checkpoint_every` steps
+(`TrainingStateFile`: tensors + plain values only, so it loads with `torch.load(weights_only=True)`)
+and the key a saved state must match to be continued (`resume_key`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,47 +14,36 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from pipeline.artifacts import load_checkpoint, save_checkpoint
-from pipeline.config import TrainGanConfig
+import pipeline
+from pipeline.artifacts import file_sha256, load_checkpoint, save_checkpoint
+from pipeline.config import Config
 from pipeline.distributed import current, gather_objects
 from pipeline.errors import PipelineError
-from pipeline.gan.state import FitResult, GanState
-from pipeline.models import build_generator
+from pipeline.training.state import FitResult
 
-FORMAT = "imbalance-gan/generator/v1"
-
-
-def save_generator(
-    path: str | Path, state: GanState, cfg: TrainGanConfig, *, seed: int,
-    best_step: int | None = None,
-) -> None:
-    """Save the EMA generator with what is needed to rebuild it (`best_step`: the training step
-    whose EMA weights these are, when they are the best-by-fid_domain copy, not the last)."""
-    save_checkpoint(path, {
-        "format": FORMAT, "arch": cfg.arch, "model_kwargs": state.model_kwargs,
-        "state_dict": state.G_ema.state_dict(), "step": state.step,
-        "best_step": state.step if best_step is None else best_step,
-        "train_gan": json.loads(json.dumps(dataclasses.asdict(cfg))), "seed": seed,
-    })
+# The code a training state depends on: a state written by other code is not continued.
+CODE = ("training", "models", "gan", "synthesizers")
 
 
-def load_generator(path: str | Path, *, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
-    """(generator in eval mode on `device`, checkpoint metadata)."""
-    ckpt = load_checkpoint(path)
-    found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-    if found != FORMAT:
-        raise PipelineError(
-            f"{path}: not a generator checkpoint of this project (format {found!r}, "
-            f"expected {FORMAT!r}); rerun `dvc repro train_gan`"
-        )
-    G = build_generator(ckpt["arch"], **ckpt["model_kwargs"])
-    G.load_state_dict(ckpt.pop("state_dict"))
-    return G.to(device).eval(), ckpt
+def resume_key(cfg: Config, device: torch.device, train: Path, features: str | Path, *,
+               sections: tuple[str, ...]) -> str:
+    """What a saved training state must match to be continued: every train_gan setting except
+    `steps` (so a finished run can be extended), every section the method reads (`sections`),
+    the seed, the device type, the exact data and feature extractor, and the training code."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg.train_gan).items() if k != "steps"}
+    others = {n: dataclasses.asdict(getattr(cfg, n)) for n in sections if n != "train_gan"}
+    code = Path(pipeline.__file__).parent
+    sources = sorted(f for d in CODE for f in (code / d).glob("*.py"))
+    payload = json.dumps({"train_gan": settings, **others, "seed": cfg.seed, "device": device.type,
+                          "train": file_sha256(train), "features": file_sha256(features),
+                          "features_cfg": dataclasses.asdict(cfg.features),
+                          "code": [file_sha256(f) for f in sources]},
+                         sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
-TRAINING_STATE = "imbalance-gan/train-state/v1"
+TRAINING_STATE = "imbalance-gan/train-state/v2"  # v2: models and optimizers by name
 
 
 @dataclass
@@ -80,8 +69,9 @@ class TrainingStateFile:
             return
         save_checkpoint(self.path, {
             "format": TRAINING_STATE, "key": self.key, "step": s.step, "seconds": result.seconds,
-            "G": s.G.state_dict(), "D": s.D.state_dict(), "G_ema": s.G_ema.state_dict(),
-            "opt_g": s.opt_g.state_dict(), "opt_d": s.opt_d.state_dict(), "rng": ranks,
+            "models": {n: m.state_dict() for n, m in s.models.items()},
+            "ema": s.ema.state_dict(),
+            "optimizers": {n: o.state_dict() for n, o in s.optimizers.items()}, "rng": ranks,
             "history": result.history, "quality": result.quality,
             "best": result.best, "best_state": result.best_state,
         })
@@ -96,11 +86,11 @@ class TrainingStateFile:
         if ckpt is None:
             return False
         state, world = result.state, current()
-        state.G.load_state_dict(ckpt["G"])
-        state.D.load_state_dict(ckpt["D"])
-        state.G_ema.load_state_dict(ckpt["G_ema"])
-        state.opt_g.load_state_dict(ckpt["opt_g"])
-        state.opt_d.load_state_dict(ckpt["opt_d"])
+        for name, model in state.models.items():
+            model.load_state_dict(ckpt["models"][name])
+        state.ema.load_state_dict(ckpt["ema"])
+        for name, opt in state.optimizers.items():
+            opt.load_state_dict(ckpt["optimizers"][name])
         state.step = ckpt["step"]
         rng = ckpt["rng"][world.rank]
         torch.set_rng_state(rng["torch"])
