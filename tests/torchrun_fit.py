@@ -44,9 +44,9 @@ def recording(batches: list[tuple[torch.Tensor, torch.Tensor]]):
     draw = classify._batches
 
     def recorded(*args, **kwargs):
-        for x, y in draw(*args, **kwargs):
+        for x, y, w in draw(*args, **kwargs):  # w: per-image loss weights or None
             batches.append((x.clone(), y.clone()))
-            yield x, y
+            yield x, y, w
 
     with mock.patch.object(classify, "_batches", recorded):
         yield
