@@ -16,8 +16,9 @@ from conftest import REPO, VENV_BIN, copy_project, new_mlflow_db, run, stage_env
 
 TINY = dict(
     features={"steps": 20, "width": 8, "device": "cpu"},
-    train_gan={"steps": 10, "width": 8, "batch_size": 32, "log_every": 5, "eval_every": 10,
-               "checkpoint_every": 10, "device": "cpu"},
+    train_gan={"steps": 10, "log_every": 5, "eval_every": 10, "checkpoint_every": 10,
+               "device": "cpu"},
+    dcgan={"width": 8, "batch_size": 32},
     generate={"device": "cpu", "candidates_per_image": 1},
     evaluate={"steps": 10, "width": 8, "device": "cpu", "seeds": 2, "bootstrap": 50,
               "variants": ["real", "class_weight", "gan"], "synthetic_ratios": ["balance"]},
