@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from augmentation_protocol import _ci
 from overrides import medmnist
 from pipeline_inprocess import config_with, run
 
@@ -109,19 +110,12 @@ def print_protocol(out: dict, y_test: np.ndarray, n_boot: int, seed: int) -> dic
             for key in ("balanced_accuracy", "minority_recall"):
                 d = vs.get(b)
                 cells.append("—" if d is None else
-                             f"{d[f'{key}_delta']:+.3f} {_ci(d.get(f'{key}_delta_ci95'), True)}")
+                             f"{d[f'{key}_delta']:+.3f} {_ci(d.get(f'{key}_delta_ci95'), signed=True)}")
         print(f"| {name} | {m['val_balanced_accuracy']:.3f} | {m['balanced_accuracy']:.3f} | "
               f"{m['minority_recall']:.3f} | " + " | ".join(cells) + " |")
     sel = comparison.selection
     print(f"\nchosen on validation: gan={sel['gan']}, baseline={sel['baseline']}")
     return {"variants": rows, "selection": sel, "headline": comparison.headline}
-
-
-def _ci(bounds: list[float] | None, signed: bool = False) -> str:
-    if not bounds:
-        return ""
-    f = "{:+.3f}" if signed else "{:.3f}"
-    return f"[{f.format(bounds[0])}, {f.format(bounds[1])}]"
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +10,8 @@ import numpy as np
 
 from pipeline.artifacts import file_sha256, load_checkpoint
 from pipeline.config import DataConfig
-from pipeline.errors import PipelineError
 from pipeline.export.rows import SPLITS, ExportSet
+from pipeline.report.inputs import read_json
 
 REQUIRED = {"prepare": "prepare", "train_gan": "train_gan", "generate": "generate"}
 
@@ -20,23 +19,11 @@ REQUIRED = {"prepare": "prepare", "train_gan": "train_gan", "generate": "generat
 def read_metrics(folder: Path) -> dict[str, Any]:
     """metrics/{prepare,train_gan,generate}.json, and evaluate.json or None when evaluate is not
     in the pipeline (then the export falls back to generate's shipped set)."""
-    docs: dict[str, Any] = {name: _read(folder / f"{name}.json", stage)
+    docs: dict[str, Any] = {name: read_json(folder / f"{name}.json", stage)
                             for name, stage in REQUIRED.items()}
     path = folder / "evaluate.json"
-    docs["evaluate"] = _read(path, "evaluate") if path.exists() else None
+    docs["evaluate"] = read_json(path, "evaluate") if path.exists() else None
     return docs
-
-
-def _read(path: Path, stage: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise PipelineError(f"{path}: not found; run `dvc repro {stage}` first")
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PipelineError(f"{path}: not valid JSON ({e}); rerun `dvc repro {stage}`") from None
-    if not isinstance(doc, dict):
-        raise PipelineError(f"{path}: expected a JSON object; rerun `dvc repro {stage}`")
-    return doc
 
 
 def synthesizer_settings(checkpoint: Path) -> dict[str, Any]:

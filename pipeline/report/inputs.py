@@ -52,7 +52,7 @@ def load_inputs(metrics_dir: str | Path, plots_dir: str | Path) -> ReportInputs:
     file, raises PipelineError; a missing optional file (a variant without its ROC CSV) is
     listed in `missing` and its part of the report says so."""
     metrics_dir, plots_dir = Path(metrics_dir), Path(plots_dir)
-    docs = {name: _read_json(metrics_dir / name, stage) for name, stage in REQUIRED_METRICS.items()}
+    docs = {name: read_json(metrics_dir / name, stage) for name, stage in REQUIRED_METRICS.items()}
     doc = docs["evaluate.json"]
     evaluate = doc.get("variants")
     _check_evaluate(evaluate, metrics_dir / "evaluate.json")
@@ -84,7 +84,7 @@ def load_inputs(metrics_dir: str | Path, plots_dir: str | Path) -> ReportInputs:
     )
 
 
-def _read_json(path: Path, stage: str) -> dict[str, Any]:
+def read_json(path: Path, stage: str) -> dict[str, Any]:
     if not path.is_file():
         raise PipelineError(f"{path}: not found; run the stage that writes it "
                             f"(`dvc repro {stage}`)")
